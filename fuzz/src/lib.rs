@@ -1,0 +1,456 @@
+//! Fuzz harnesses for the sans-IO core.
+//!
+//! Each function takes the fuzzer's bytes, drives one part of the core with
+//! them, and panics only when an invariant breaks (a panic inside the core
+//! is a finding too). The cargo-fuzz targets in `fuzz_targets/` call these;
+//! the root crate's `tests/fuzz_corpus.rs` compiles this file as a module and
+//! replays `corpus/<target>/` and `regressions/<target>/` on stable, so
+//! every `cargo test` exercises the corpus without nightly or libFuzzer.
+//!
+//! [`seeds`] builds the seed corpus from real encodings, so the fuzzer starts
+//! from valid messages and heads.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use raft_grpc_transport::framing::{FrameError, MessageDecoder, MessageEncoder};
+use raft_grpc_transport::head::{
+    RequestHead, ResponseStart, RpcMethod, classify_response, trailers_only, validate_request,
+};
+use raft_grpc_transport::message::*;
+use raft_grpc_transport::metadata::{decode_binary_value, encode_binary_value};
+use raft_grpc_transport::status::{Code, Status, decode_grpc_message, encode_grpc_message};
+use raft_grpc_transport::timeout::{decode_grpc_timeout, encode_grpc_timeout};
+
+/// A harness: runs one input, panics on a broken invariant.
+pub type Harness = fn(&[u8]);
+
+/// The fuzz targets, by name.
+pub const TARGETS: [(&str, Harness); 5] = [
+    ("frame_decoder", frame_decoder),
+    ("message_decode", message_decode),
+    ("request_head", request_head),
+    ("response_head", response_head),
+    ("grpc_timeout", grpc_timeout),
+];
+
+/// Everything the decoder yields for `stream`, pushed as the given pieces:
+/// the bodies, then the error or end-of-stream verdict.
+fn decode_pieces(limit: usize, pieces: &[&[u8]]) -> (Vec<Bytes>, Result<(), FrameError>) {
+    let mut decoder = MessageDecoder::new(limit);
+    let mut bodies = Vec::new();
+    for piece in pieces {
+        decoder.push(Bytes::copy_from_slice(piece));
+        loop {
+            match decoder.next_message() {
+                Ok(Some(body)) => {
+                    assert!(body.len() <= limit, "body over the limit");
+                    bodies.push(body);
+                }
+                Ok(None) => break,
+                Err(e) => return (bodies, Err(e)),
+            }
+        }
+    }
+    let verdict = decoder.finish();
+    (bodies, verdict)
+}
+
+/// The frame decoder under arbitrary chunking. The first two bytes choose
+/// the receive limit and the chunk sizes; the rest is the stream. Decoding
+/// the stream in chunks must give exactly what decoding it whole gives:
+/// the same bodies and the same error.
+pub fn frame_decoder(data: &[u8]) {
+    let [limit_byte, split_seed, stream @ ..] = data else {
+        return;
+    };
+    let limit = match limit_byte % 4 {
+        0 => 0,
+        1 => usize::from(*limit_byte),
+        2 => 4096,
+        _ => usize::MAX,
+    };
+    let whole = decode_pieces(limit, &[stream]);
+
+    let mut pieces = Vec::new();
+    let mut rest = stream;
+    let mut seed = u32::from(*split_seed) + 1;
+    while !rest.is_empty() {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let n = (1 + (seed >> 16) as usize % 17).min(rest.len());
+        let (piece, tail) = rest.split_at(n);
+        pieces.push(piece);
+        rest = tail;
+    }
+    let chunked = decode_pieces(limit, &pieces);
+    assert_eq!(whole, chunked, "chunking changed the result");
+
+    if let Err(e) = &whole.1 {
+        let code = e.code();
+        assert!(code == Code::Internal || code == Code::ResourceExhausted);
+    }
+}
+
+/// Decodes `body` as `M`; what decodes must re-encode to something that
+/// decodes to the same message, with our encoder and prost's agreeing.
+fn round_trip<M: RaftMessage>(body: &[u8]) {
+    let Ok(message) = M::decode(Bytes::copy_from_slice(body)) else {
+        return;
+    };
+    let ours = message.encode_to_bytes();
+    assert_eq!(ours.len(), message.encoded_len());
+    assert_eq!(
+        &ours[..],
+        &prost::Message::encode_to_vec(&message.to_wire())[..]
+    );
+    let again = M::decode(ours).expect("our own encoding decodes");
+    assert_eq!(again, message);
+    let framed = MessageEncoder::new(usize::MAX, 8)
+        .encode(&message)
+        .expect("no limit");
+    assert_eq!(framed.len(), 5 + message.encoded_len());
+}
+
+/// Each message decoder. The first byte picks the message type, the rest is
+/// its protobuf body.
+pub fn message_decode(data: &[u8]) {
+    let [kind, body @ ..] = data else {
+        return;
+    };
+    match kind % 11 {
+        0 => round_trip::<AppendEntriesRequest>(body),
+        1 => round_trip::<AppendEntriesResponse>(body),
+        2 => round_trip::<RequestVoteRequest>(body),
+        3 => round_trip::<RequestVoteResponse>(body),
+        4 => round_trip::<RequestPreVoteRequest>(body),
+        5 => round_trip::<RequestPreVoteResponse>(body),
+        6 => {
+            round_trip::<InstallSnapshotRequest>(body);
+            if let Ok(wire) =
+                <raft_grpc_transport::wire::InstallSnapshotRequest as prost::Message>::decode(body)
+            {
+                let data = wire.data.clone();
+                if let Ok((_, chunk)) = InstallSnapshotRequest::from_first_message(wire) {
+                    assert_eq!(chunk.data, data);
+                }
+            }
+        }
+        7 => round_trip::<SnapshotChunk>(body),
+        8 => round_trip::<InstallSnapshotResponse>(body),
+        9 => round_trip::<TimeoutNowRequest>(body),
+        _ => round_trip::<TimeoutNowResponse>(body),
+    }
+}
+
+/// Splits fuzz input into a first line and `name: value` header lines;
+/// lines that are not valid header names or values are skipped.
+fn parse_head(data: &[u8]) -> (&[u8], HeaderMap) {
+    let mut lines = data.split(|&b| b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            headers.append(name, value);
+        }
+    }
+    (first, headers)
+}
+
+/// Request-head validation on the server. The first line is
+/// `METHOD PATH`, the following lines are headers.
+pub fn request_head(data: &[u8]) {
+    let (first, headers) = parse_head(data);
+    let mut words = first.splitn(2, |&b| b == b' ');
+    let method = words.next().unwrap_or_default();
+    let path = words.next().unwrap_or(b"/");
+    let Ok(method) = http::Method::from_bytes(method) else {
+        return;
+    };
+    let Ok(path) = http::uri::PathAndQuery::try_from(path) else {
+        return;
+    };
+    let Ok(mut request) = http::Request::builder()
+        .method(method)
+        .uri(format!("http://peer{path}"))
+        .body(())
+    else {
+        return;
+    };
+    *request.headers_mut() = headers;
+    let (parts, ()) = request.into_parts();
+    match validate_request(&parts) {
+        Ok(accepted) => {
+            assert_eq!(accepted.method.path(), parts.uri.path());
+            // What we would send for this call validates the same way.
+            let ours = RequestHead {
+                method: accepted.method,
+                authority: http::uri::Authority::from_static("peer"),
+                timeout: accepted.timeout,
+            }
+            .to_request();
+            let (ours, ()) = ours.into_parts();
+            let again = validate_request(&ours).expect("our own request head validates");
+            assert_eq!(again.method, accepted.method);
+            assert!(again.timeout >= accepted.timeout);
+        }
+        Err(rejection) => {
+            let response = rejection.to_response();
+            assert_ne!(rejection.status().code(), Code::Ok);
+            if response.status() == http::StatusCode::OK {
+                let status =
+                    Status::from_headers(response.headers()).expect("Trailers-Only has a status");
+                assert_eq!(status.code(), rejection.status().code());
+            }
+        }
+    }
+}
+
+/// Response heads and trailers on the client. The first line is the HTTP
+/// status (digits; a trailing `!` means the HEADERS frame ended the stream),
+/// the following lines are headers, read both as a response head and as
+/// trailers.
+pub fn response_head(data: &[u8]) {
+    let (first, headers) = parse_head(data);
+    let end_of_stream = first.ends_with(b"!");
+    let digits = first.strip_suffix(b"!").unwrap_or(first);
+    let Ok(status) = http::StatusCode::from_bytes(digits) else {
+        return;
+    };
+    let mut response = http::Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers.clone();
+    let (parts, ()) = response.into_parts();
+    match classify_response(&parts, end_of_stream) {
+        Ok(ResponseStart::Messages) => assert!(!end_of_stream),
+        Ok(ResponseStart::TrailersOnly(status)) => roundtrip_status(&status),
+        Err(status) => assert_ne!(status.code(), Code::Ok),
+    }
+    roundtrip_status(&Status::from_trailers(&headers));
+}
+
+/// A status read from the wire, written and read again, stays the same.
+fn roundtrip_status(status: &Status) {
+    let trailers = status.to_trailers();
+    assert_eq!(&Status::from_trailers(&trailers), status);
+    let (head, ()) = trailers_only(status).into_parts();
+    assert_eq!(
+        classify_response(&head, true),
+        Ok(ResponseStart::TrailersOnly(status.clone()))
+    );
+}
+
+/// `grpc-timeout`, `grpc-message` and `-bin` value parsing of the same
+/// bytes.
+pub fn grpc_timeout(data: &[u8]) {
+    if let Ok(timeout) = decode_grpc_timeout(data) {
+        let again = decode_grpc_timeout(encode_grpc_timeout(timeout).as_bytes())
+            .expect("our own grpc-timeout decodes");
+        assert!(again >= timeout);
+    }
+    let message = decode_grpc_message(data);
+    assert_eq!(
+        decode_grpc_message(encode_grpc_message(&message).as_bytes()),
+        message
+    );
+    if let Ok(value) = HeaderValue::from_bytes(data) {
+        if let Ok(binary) = decode_binary_value(&value) {
+            let again =
+                decode_binary_value(&encode_binary_value(&binary)).expect("our own base64 decodes");
+            assert_eq!(again, binary);
+        }
+    }
+}
+
+fn sample_header() -> RpcHeader {
+    RpcHeader::new(3, "node-1", "127.0.0.1:7000")
+}
+
+fn framed<M: RaftMessage>(message: &M) -> Vec<u8> {
+    MessageEncoder::new(usize::MAX, 16)
+        .encode(message)
+        .expect("no limit")
+        .to_bytes()
+        .to_vec()
+}
+
+fn with_kind<M: RaftMessage>(kind: u8, message: &M) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&message.encode_to_bytes());
+    out
+}
+
+/// The seed corpus of a target: valid inputs built with the core itself.
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let append = AppendEntriesRequest {
+        header: sample_header(),
+        term: 7,
+        prev_log_entry: 41,
+        prev_log_term: 6,
+        entries: vec![
+            Log::command(42, 7, Bytes::from_static(b"set x=1")),
+            Log {
+                index: 43,
+                term: 7,
+                log_type: LogType::Configuration,
+                data: Bytes::from(vec![5u8; 40]),
+                extensions: Bytes::from_static(b"ext"),
+                appended_at: Some(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+                ),
+            },
+        ],
+        leader_commit_index: 40,
+        leader: Bytes::from_static(b"127.0.0.1:7000"),
+    };
+    let snapshot = InstallSnapshotRequest {
+        header: sample_header(),
+        snapshot_version: 1,
+        term: 7,
+        last_log_index: 100,
+        last_log_term: 6,
+        configuration: Bytes::from_static(b"config"),
+        configuration_index: 90,
+        size: 3,
+        ..Default::default()
+    };
+    let chunk = SnapshotChunk {
+        data: Bytes::from_static(b"abc"),
+        data_crc32c: Some(0x364b_3fb7),
+    };
+    match target {
+        "frame_decoder" => {
+            let mut stream = vec![2, 7];
+            stream.extend(framed(&append));
+            stream.extend(framed(&TimeoutNowRequest::default()));
+            let mut compressed = vec![3, 1, 1, 0, 0, 0, 1, 0];
+            compressed.extend(framed(&chunk));
+            vec![stream, compressed, vec![1, 0, 0, 0, 0, 0, 200]]
+        }
+        "message_decode" => vec![
+            with_kind(0, &append),
+            with_kind(
+                1,
+                &AppendEntriesResponse {
+                    header: sample_header(),
+                    term: 7,
+                    last_log: 43,
+                    success: true,
+                    no_retry_backoff: false,
+                },
+            ),
+            with_kind(
+                2,
+                &RequestVoteRequest {
+                    header: sample_header(),
+                    term: 8,
+                    last_log_index: 43,
+                    last_log_term: 7,
+                    leadership_transfer: true,
+                    candidate: Bytes::new(),
+                },
+            ),
+            with_kind(
+                3,
+                &RequestVoteResponse {
+                    header: sample_header(),
+                    term: 8,
+                    peers: Bytes::new(),
+                    granted: true,
+                },
+            ),
+            with_kind(
+                4,
+                &RequestPreVoteRequest {
+                    header: sample_header(),
+                    term: 8,
+                    last_log_index: 43,
+                    last_log_term: 7,
+                },
+            ),
+            with_kind(
+                5,
+                &RequestPreVoteResponse {
+                    header: sample_header(),
+                    term: 8,
+                    granted: false,
+                },
+            ),
+            with_kind(6, &snapshot),
+            with_kind(7, &chunk),
+            with_kind(
+                8,
+                &InstallSnapshotResponse {
+                    header: sample_header(),
+                    term: 7,
+                    success: true,
+                },
+            ),
+            with_kind(
+                9,
+                &TimeoutNowRequest {
+                    header: sample_header(),
+                },
+            ),
+            with_kind(
+                10,
+                &TimeoutNowResponse {
+                    header: sample_header(),
+                },
+            ),
+        ],
+        "request_head" => {
+            let mut out = Vec::new();
+            for method in RpcMethod::ALL {
+                let request = RequestHead {
+                    method,
+                    authority: http::uri::Authority::from_static("peer"),
+                    timeout: Some(std::time::Duration::from_millis(1500)),
+                }
+                .to_request();
+                let mut text = format!("POST {}\n", method.path()).into_bytes();
+                for (name, value) in request.headers() {
+                    text.extend_from_slice(name.as_str().as_bytes());
+                    text.extend_from_slice(b": ");
+                    text.extend_from_slice(value.as_bytes());
+                    text.push(b'\n');
+                }
+                out.push(text);
+            }
+            out.push(b"GET /proto.raft.v1.RaftTransportService/AppendEntries\ncontent-type: application/grpc\n".to_vec());
+            out.push(b"POST /proto.raft.v1.RaftTransportService/Nope\ncontent-type: application/grpc+proto\ngrpc-encoding: gzip\n".to_vec());
+            out
+        }
+        "response_head" => {
+            let mut out = Vec::new();
+            let head = raft_grpc_transport::head::response_head();
+            let status = Status::new(Code::Unavailable, "peer shutting down: 100% ünï")
+                .with_details(vec![1, 2, 3]);
+            let mut text = b"200!\n".to_vec();
+            for (name, value) in head.headers().iter().chain(status.to_trailers().iter()) {
+                text.extend_from_slice(name.as_str().as_bytes());
+                text.extend_from_slice(b": ");
+                text.extend_from_slice(value.as_bytes());
+                text.push(b'\n');
+            }
+            out.push(text);
+            out.push(b"200\ncontent-type: application/grpc\n".to_vec());
+            out.push(b"503\ncontent-type: text/html\n".to_vec());
+            out.push(b"200\ngrpc-status: 99\ngrpc-message: %zz\n".to_vec());
+            out
+        }
+        "grpc_timeout" => vec![
+            b"10S".to_vec(),
+            b"99999999H".to_vec(),
+            b"1500000u".to_vec(),
+            b"hello%20world%".to_vec(),
+            b"AAEC/w==".to_vec(),
+        ],
+        _ => Vec::new(),
+    }
+}
