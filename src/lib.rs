@@ -39,10 +39,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod call;
 pub mod framing;
 pub mod head;
+pub mod heartbeat;
 pub mod message;
 pub mod metadata;
+pub mod pipeline;
+pub mod pool;
+pub mod snapshot;
 pub mod status;
 pub mod timeout;
 pub mod wire;
