@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod call;
+pub mod client;
 pub mod framing;
 pub mod head;
 pub mod heartbeat;

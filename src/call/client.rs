@@ -5,12 +5,12 @@
 //! control, reads the response head (a Trailers-Only answer included),
 //! decodes response messages as data arrives, reads the trailers, and turns
 //! a reset, a lost connection, a cancel or the deadline into a status. It
-//! reports [`ClientEvent::Finished`] exactly once. What a call's messages
-//! mean (one response for a unary call, ordered ones for a pipeline) is
-//! the caller's business.
+//! reports [`ClientEvent::Finished`] exactly once. Response messages come
+//! out as protobuf bodies: what they mean (one response for a unary call,
+//! ordered ones for a pipeline) and their decoding is the caller's
+//! business ([`crate::client::ClientEndpoint`] does both).
 
 use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,14 +19,14 @@ use http::{HeaderMap, Request};
 use super::{CANCEL, NO_ERROR, SendQueue};
 use crate::framing::{EncodedMessage, MessageDecoder};
 use crate::head::{RequestHead, ResponseStart, classify_response};
-use crate::message::RaftMessage;
 use crate::status::{Code, Status};
 
 /// What happened on a client call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent<Resp> {
-    /// A response message arrived.
-    Message(Resp),
+pub enum ClientEvent {
+    /// A response message arrived: its protobuf body (decode it with
+    /// [`RaftMessage::decode`](crate::message::RaftMessage::decode)).
+    Message(Bytes),
     /// The call is over, with this status (`OK` on success). Reported
     /// exactly once, and last.
     Finished(Status),
@@ -57,7 +57,7 @@ enum Receive {
     Done,
 }
 
-/// The client side of one gRPC call, whose responses are `Resp`.
+/// The client side of one gRPC call.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ enum Receive {
 /// use raft_grpc_transport::call::{ClientCall, ClientEvent, ClientTransmit};
 /// use raft_grpc_transport::framing::MessageEncoder;
 /// use raft_grpc_transport::head::{response_head, RequestHead, RpcMethod};
-/// use raft_grpc_transport::message::{TimeoutNowRequest, TimeoutNowResponse};
+/// use raft_grpc_transport::message::{RaftMessage, TimeoutNowRequest, TimeoutNowResponse};
 /// use raft_grpc_transport::Status;
 ///
 /// let now = Instant::now();
@@ -74,7 +74,7 @@ enum Receive {
 ///     authority: Authority::from_static("10.0.0.2:7000"),
 ///     timeout: Some(Duration::from_secs(10)),
 /// };
-/// let mut call = ClientCall::<TimeoutNowResponse>::new(head, 4 << 20, now);
+/// let mut call = ClientCall::new(head, 4 << 20, now);
 /// let _request = call.request(now); // send this head with h2
 /// call.send(MessageEncoder::default().encode(&TimeoutNowRequest::default()).unwrap());
 /// call.finish_sending();
@@ -86,11 +86,12 @@ enum Receive {
 /// call.handle_response_head(&parts, false, now);
 /// call.handle_data(MessageEncoder::default().encode(&TimeoutNowResponse::default()).unwrap().to_bytes(), now);
 /// call.handle_trailers(&Status::ok().to_trailers(), now);
-/// assert_eq!(call.poll_event(), Some(ClientEvent::Message(TimeoutNowResponse::default())));
+/// let Some(ClientEvent::Message(body)) = call.poll_event() else { panic!() };
+/// assert_eq!(TimeoutNowResponse::decode(body).unwrap(), TimeoutNowResponse::default());
 /// assert_eq!(call.poll_event(), Some(ClientEvent::Finished(Status::ok())));
 /// ```
 #[derive(Debug)]
-pub struct ClientCall<Resp> {
+pub struct ClientCall {
     head: RequestHead,
     deadline: Option<Instant>,
     send: SendQueue,
@@ -100,12 +101,11 @@ pub struct ClientCall<Resp> {
     send_closed: bool,
     receive: Receive,
     decoder: MessageDecoder,
-    events: VecDeque<ClientEvent<Resp>>,
+    events: VecDeque<ClientEvent>,
     reset: Option<u32>,
-    _response: PhantomData<fn() -> Resp>,
 }
 
-impl<Resp: RaftMessage> ClientCall<Resp> {
+impl ClientCall {
     /// A call with this head, refusing response messages over
     /// `max_response_len` bytes, started at `now` (its deadline is
     /// `now + head.timeout`).
@@ -120,7 +120,6 @@ impl<Resp: RaftMessage> ClientCall<Resp> {
             decoder: MessageDecoder::new(max_response_len),
             events: VecDeque::new(),
             reset: None,
-            _response: PhantomData,
         }
     }
 
@@ -162,6 +161,12 @@ impl<Resp: RaftMessage> ClientCall<Resp> {
         self.receive != Receive::Done && self.events.is_empty()
     }
 
+    /// Whether something waits to be transmitted (data, the half-close, or
+    /// a reset).
+    pub fn has_transmit(&self) -> bool {
+        self.reset.is_some() || (!self.send_closed && (!self.send.is_empty() || self.closing))
+    }
+
     /// Whether the call is over (its `Finished` event may still be waiting
     /// in `poll_event`).
     pub fn is_finished(&self) -> bool {
@@ -198,7 +203,7 @@ impl<Resp: RaftMessage> ClientCall<Resp> {
     }
 
     /// The next event.
-    pub fn poll_event(&mut self) -> Option<ClientEvent<Resp>> {
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
@@ -267,10 +272,7 @@ impl<Resp: RaftMessage> ClientCall<Resp> {
         self.decoder.push(data);
         loop {
             match self.decoder.next_message() {
-                Ok(Some(body)) => match Resp::decode(body) {
-                    Ok(message) => self.events.push_back(ClientEvent::Message(message)),
-                    Err(e) => return self.fail(e.status()),
-                },
+                Ok(Some(body)) => self.events.push_back(ClientEvent::Message(body)),
                 Ok(None) => return,
                 Err(e) => return self.fail(e.status()),
             }
@@ -382,7 +384,7 @@ mod tests {
     use crate::head::{RpcMethod, response_head, trailers_only};
     use crate::message::{AppendEntriesRequest, AppendEntriesResponse, Log};
 
-    fn call(timeout: Option<Duration>, now: Instant) -> ClientCall<AppendEntriesResponse> {
+    fn call(timeout: Option<Duration>, now: Instant) -> ClientCall {
         let head = RequestHead {
             method: RpcMethod::AppendEntries,
             authority: Authority::from_static("peer:1"),
@@ -406,7 +408,7 @@ mod tests {
             .to_bytes()
     }
 
-    fn finished(call: &mut ClientCall<AppendEntriesResponse>) -> Vec<Status> {
+    fn finished(call: &mut ClientCall) -> Vec<Status> {
         let mut out = Vec::new();
         while let Some(event) = call.poll_event() {
             if let ClientEvent::Finished(status) = event {
@@ -469,14 +471,7 @@ mod tests {
         c.handle_data(Bytes::copy_from_slice(b), now);
         assert!(!c.wants_data(), "holds an undelivered message");
         c.handle_trailers(&Status::ok().to_trailers(), now);
-        assert_eq!(
-            c.poll_event(),
-            Some(ClientEvent::Message(AppendEntriesResponse {
-                term: 7,
-                success: true,
-                ..Default::default()
-            }))
-        );
+        assert_eq!(c.poll_event(), Some(ClientEvent::Message(bytes.slice(5..))));
         assert_eq!(c.poll_event(), Some(ClientEvent::Finished(Status::ok())));
         assert_eq!(c.poll_event(), None);
         assert_eq!(c.poll_timeout(), None);
@@ -530,7 +525,7 @@ mod tests {
             authority: Authority::from_static("peer:1"),
             timeout: None,
         };
-        let mut c = ClientCall::<AppendEntriesResponse>::new(head, 4, now);
+        let mut c = ClientCall::new(head, 4, now);
         c.handle_response_head(&ok_head(), false, now);
         c.handle_data(response(7), now);
         assert_eq!(finished(&mut c)[0].code(), Code::ResourceExhausted);
@@ -538,11 +533,11 @@ mod tests {
     }
 
     #[test]
-    fn garbage_response_is_internal() {
+    fn bad_framing_is_internal() {
         let now = Instant::now();
         let mut c = call(None, now);
         c.handle_response_head(&ok_head(), false, now);
-        c.handle_data(Bytes::from_static(&[0, 0, 0, 0, 2, 0x0a, 0x05]), now);
+        c.handle_data(Bytes::from_static(&[7, 0, 0, 0, 2, 0x0a, 0x05]), now);
         assert_eq!(finished(&mut c)[0].code(), Code::Internal);
     }
 

@@ -426,6 +426,13 @@ impl ServerCall {
         }
     }
 
+    /// The next event, without taking it (an adapter that feeds snapshot
+    /// data only as fast as the application reads it looks before it
+    /// takes).
+    pub fn peek_event(&self) -> Option<&ServerEvent> {
+        self.events.front()
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
