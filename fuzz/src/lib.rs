@@ -10,8 +10,14 @@
 //! [`seeds`] builds the seed corpus from real encodings, so the fuzzer starts
 //! from valid messages and heads.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use raft_grpc_transport::call::{
+    ClientCall, ClientEvent, ClientTransmit, OutgoingResponse, ServerCall, ServerConfig,
+    ServerEvent, ServerTransmit,
+};
 use raft_grpc_transport::framing::{FrameError, MessageDecoder, MessageEncoder};
 use raft_grpc_transport::head::{
     RequestHead, ResponseStart, RpcMethod, classify_response, trailers_only, validate_request,
@@ -25,12 +31,14 @@ use raft_grpc_transport::timeout::{decode_grpc_timeout, encode_grpc_timeout};
 pub type Harness = fn(&[u8]);
 
 /// The fuzz targets, by name.
-pub const TARGETS: [(&str, Harness); 5] = [
+pub const TARGETS: [(&str, Harness); 7] = [
     ("frame_decoder", frame_decoder),
     ("message_decode", message_decode),
     ("request_head", request_head),
     ("response_head", response_head),
     ("grpc_timeout", grpc_timeout),
+    ("server_call", server_call),
+    ("client_call", client_call),
 ];
 
 /// Everything the decoder yields for `stream`, pushed as the given pieces:
@@ -267,8 +275,305 @@ pub fn grpc_timeout(data: &[u8]) {
     }
 }
 
+/// Reads fuzz input as a sequence of operations.
+struct Ops<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Ops<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(b)
+    }
+
+    /// A length byte, then that many bytes.
+    fn chunk(&mut self) -> Bytes {
+        let len = usize::from(self.byte().unwrap_or(0)).min(self.data.len());
+        let (chunk, rest) = self.data.split_at(len);
+        self.data = rest;
+        Bytes::copy_from_slice(chunk)
+    }
+}
+
+/// Checks the order of what a server call transmits: one head; data only
+/// after a head that does not end the stream; trailers last; nothing after
+/// the end.
+#[derive(Default)]
+struct ServerStreamCheck {
+    head: Option<bool>,
+    ended: bool,
+    /// The stream was reset or its connection lost: it may end silently.
+    aborted: bool,
+}
+
+impl ServerStreamCheck {
+    fn drain(&mut self, call: &mut ServerCall, capacity: usize) {
+        while let Some(t) = call.poll_transmit(capacity) {
+            assert!(!self.ended, "transmit after the end of the stream");
+            match t {
+                ServerTransmit::Head {
+                    head,
+                    end_of_stream,
+                } => {
+                    assert!(self.head.is_none(), "two response heads");
+                    if end_of_stream {
+                        assert!(
+                            Status::from_headers(head.headers()).is_some(),
+                            "Trailers-Only without grpc-status"
+                        );
+                        self.ended = true;
+                    }
+                    self.head = Some(end_of_stream);
+                }
+                ServerTransmit::Data(data) => {
+                    assert_eq!(self.head, Some(false), "data without a response head");
+                    assert!(
+                        !data.is_empty() && data.len() <= capacity,
+                        "data beyond capacity"
+                    );
+                }
+                ServerTransmit::Trailers(trailers) => {
+                    assert_eq!(self.head, Some(false), "trailers without a response head");
+                    assert!(trailers.contains_key("grpc-status"));
+                    self.ended = true;
+                }
+            }
+        }
+        if self.ended {
+            assert!(call.is_finished());
+        } else {
+            assert!(
+                !call.is_finished() || self.aborted,
+                "finished without ending the stream"
+            );
+        }
+    }
+}
+
+/// A server call fed an arbitrary sequence of inputs. The first byte picks
+/// the method; then each byte is an operation (data, end of stream, reset,
+/// lost connection, time, a response of the right or wrong type, an error,
+/// transmit, events).
+pub fn server_call(data: &[u8]) {
+    let mut ops = Ops { data };
+    let Some(pick) = ops.byte() else { return };
+    let method = RpcMethod::ALL[usize::from(pick) % RpcMethod::ALL.len()];
+    let head = RequestHead {
+        method,
+        authority: http::uri::Authority::from_static("peer"),
+        timeout: (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
+    };
+    let (parts, ()) = head.to_request().into_parts();
+    let start = Instant::now();
+    let mut now = start;
+    let config = ServerConfig {
+        max_request_len: 1 << 16,
+        max_response_len: 1 << 16,
+        snapshot_stall_timeout: Some(Duration::from_millis(80)),
+    };
+    let mut call = ServerCall::new(&parts, config, now).expect("our own head is valid");
+    let mut check = ServerStreamCheck::default();
+    let mut failed = false;
+    let mut requests = 0usize;
+    while let Some(op) = ops.byte() {
+        match op % 12 {
+            0 | 1 => call.handle_data(ops.chunk(), now),
+            2 => call.handle_end_of_stream(now),
+            3 => {
+                check.aborted = true;
+                call.handle_reset(u32::from(ops.byte().unwrap_or(8)), now);
+            }
+            4 => {
+                check.aborted = true;
+                call.handle_connection_lost(Status::new(Code::Unavailable, "gone"));
+            }
+            5 => {
+                now += Duration::from_millis(u64::from(ops.byte().unwrap_or(10)));
+                call.handle_timeout(now);
+            }
+            6 | 7 => {
+                let response = match method {
+                    RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
+                        OutgoingResponse::AppendEntries(AppendEntriesResponse {
+                            term: 1,
+                            success: true,
+                            ..Default::default()
+                        })
+                    }
+                    RpcMethod::RequestVote => {
+                        OutgoingResponse::RequestVote(RequestVoteResponse::default())
+                    }
+                    RpcMethod::RequestPreVote => {
+                        OutgoingResponse::RequestPreVote(RequestPreVoteResponse::default())
+                    }
+                    RpcMethod::TimeoutNow => {
+                        OutgoingResponse::TimeoutNow(TimeoutNowResponse::default())
+                    }
+                    RpcMethod::InstallSnapshot => {
+                        OutgoingResponse::InstallSnapshot(InstallSnapshotResponse::default())
+                    }
+                };
+                let result = call.respond(response);
+                if failed {
+                    assert!(result.is_err(), "a failed call accepted a response");
+                }
+                if result.is_ok() {
+                    assert!(requests > 0, "answered a request that never arrived");
+                }
+            }
+            8 => {
+                let wrong = match method {
+                    RpcMethod::RequestVote => {
+                        OutgoingResponse::TimeoutNow(TimeoutNowResponse::default())
+                    }
+                    _ => OutgoingResponse::RequestVote(RequestVoteResponse::default()),
+                };
+                assert!(
+                    call.respond(wrong).is_err(),
+                    "a response of the wrong type was taken"
+                );
+            }
+            9 => {
+                let _ = call.respond_error(Status::new(Code::Unknown, "handler error"));
+            }
+            10 => check.drain(&mut call, usize::from(ops.byte().unwrap_or(255)) * 64 + 1),
+            _ => {}
+        }
+        while let Some(event) = call.poll_event() {
+            assert!(!failed, "event after Failed");
+            match event {
+                ServerEvent::Request(_) => requests += 1,
+                ServerEvent::Failed(status) => {
+                    assert_ne!(status.code(), Code::Ok);
+                    failed = true;
+                }
+                ServerEvent::SnapshotData(d) => assert!(!d.is_empty()),
+                ServerEvent::SnapshotEnd => {}
+            }
+        }
+        if let Some(deadline) = call.poll_timeout() {
+            assert!(deadline >= start);
+        }
+    }
+    check.drain(&mut call, usize::MAX);
+}
+
+/// A client call fed an arbitrary sequence of inputs: response heads of
+/// every kind, data, trailers, resets, lost connections, time, cancels and
+/// sends, with transmits under arbitrary capacities. It must finish exactly
+/// once, and transmit within capacity: no data after END_STREAM (a reset
+/// may still follow it, to abort the call), nothing after a reset.
+pub fn client_call(data: &[u8]) {
+    let mut ops = Ops { data };
+    let Some(pick) = ops.byte() else { return };
+    let method = RpcMethod::ALL[usize::from(pick) % RpcMethod::ALL.len()];
+    let head = RequestHead {
+        method,
+        authority: http::uri::Authority::from_static("peer"),
+        timeout: (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
+    };
+    let mut now = Instant::now();
+    let mut call = ClientCall::new(head, 1 << 16, now);
+    let mut finished = 0;
+    let mut data_ended = false;
+    let mut reset = false;
+    while let Some(op) = ops.byte() {
+        match op % 13 {
+            0 => {
+                let (parts, ()) = raft_grpc_transport::head::response_head().into_parts();
+                call.handle_response_head(&parts, ops.byte().unwrap_or(0) & 1 == 1, now);
+            }
+            1 => {
+                let status =
+                    Status::new(Code::from_i32(i32::from(ops.byte().unwrap_or(0) % 17)), "x");
+                let (parts, ()) = trailers_only(&status).into_parts();
+                call.handle_response_head(&parts, ops.byte().unwrap_or(1) & 1 == 1, now);
+            }
+            2 => {
+                let mut response = http::Response::new(());
+                *response.status_mut() =
+                    http::StatusCode::from_u16(200 + u16::from(ops.byte().unwrap_or(0)) * 2)
+                        .unwrap_or(http::StatusCode::BAD_GATEWAY);
+                let (parts, ()) = response.into_parts();
+                call.handle_response_head(&parts, true, now);
+            }
+            3 | 4 => call.handle_data(ops.chunk(), now),
+            5 => {
+                let status =
+                    Status::new(Code::from_i32(i32::from(ops.byte().unwrap_or(0) % 17)), "t");
+                call.handle_trailers(&status.to_trailers(), now);
+            }
+            6 => call.handle_end_of_stream(now),
+            7 => call.handle_reset(u32::from(ops.byte().unwrap_or(0)), now),
+            8 => call.handle_connection_lost(Status::new(Code::Unavailable, "gone")),
+            9 => {
+                now += Duration::from_millis(u64::from(ops.byte().unwrap_or(10)));
+                call.handle_timeout(now);
+            }
+            10 => call.cancel(Status::new(Code::Cancelled, "cancelled")),
+            11 => {
+                let message = MessageEncoder::new(usize::MAX, 32)
+                    .encode(&SnapshotChunk {
+                        data: ops.chunk(),
+                        data_crc32c: None,
+                    })
+                    .expect("no limit");
+                call.send(message);
+                if ops.byte().unwrap_or(0) & 1 == 1 {
+                    call.finish_sending();
+                }
+            }
+            _ => {
+                let capacity = usize::from(ops.byte().unwrap_or(0)) * 7;
+                while let Some(t) = call.poll_transmit(capacity) {
+                    assert!(!reset, "transmit after a reset");
+                    match t {
+                        ClientTransmit::Data {
+                            data,
+                            end_of_stream,
+                        } => {
+                            assert!(!data_ended, "data after END_STREAM");
+                            assert!(data.len() <= capacity);
+                            assert!(
+                                !data.is_empty() || end_of_stream,
+                                "empty data without end of stream"
+                            );
+                            data_ended |= end_of_stream;
+                        }
+                        ClientTransmit::Reset(_) => reset = true,
+                    }
+                }
+            }
+        }
+        while let Some(event) = call.poll_event() {
+            assert_eq!(finished, 0, "event after Finished");
+            if let ClientEvent::Finished(_) = event {
+                finished += 1;
+            }
+        }
+        assert_eq!(call.is_finished(), finished == 1);
+    }
+}
+
 fn sample_header() -> RpcHeader {
     RpcHeader::new(3, "node-1", "127.0.0.1:7000")
+}
+
+fn crc32c_of(data: &[u8]) -> u32 {
+    let mut sender = raft_grpc_transport::snapshot::SnapshotSender::new(
+        InstallSnapshotRequest {
+            size: data.len() as u64,
+            ..Default::default()
+        },
+        usize::MAX,
+        Instant::now(),
+    );
+    sender
+        .push(Bytes::copy_from_slice(data), Instant::now())
+        .expect("fits")[0]
+        .data_crc32c
+        .unwrap_or(0)
 }
 
 fn framed<M: RaftMessage>(message: &M) -> Vec<u8> {
@@ -443,6 +748,54 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             out.push(b"503\ncontent-type: text/html\n".to_vec());
             out.push(b"200\ngrpc-status: 99\ngrpc-message: %zz\n".to_vec());
             out
+        }
+        "server_call" => {
+            let ops = |method: u8, messages: &[Vec<u8>]| {
+                let mut out = vec![method];
+                for m in messages {
+                    for piece in m.chunks(200) {
+                        out.push(0);
+                        out.push(piece.len() as u8);
+                        out.extend_from_slice(piece);
+                    }
+                }
+                out.extend([2, 6, 10, 255, 5, 100, 10, 255]);
+                out
+            };
+            let meta = InstallSnapshotRequest {
+                size: 6,
+                ..snapshot.clone()
+            };
+            let chunk = SnapshotChunk {
+                data: Bytes::from_static(b"abcdef"),
+                data_crc32c: Some(crc32c_of(b"abcdef")),
+            };
+            vec![
+                ops(1, &[framed(&append)]),
+                ops(0, &[framed(&append), framed(&append)]),
+                ops(2, &[framed(&RequestVoteRequest::default())]),
+                ops(3 | 0x80, &[framed(&meta), framed(&chunk)]),
+                ops(4, &[framed(&TimeoutNowRequest::default())]),
+                ops(5, &[framed(&RequestPreVoteRequest::default())]),
+            ]
+        }
+        "client_call" => {
+            let response = framed(&AppendEntriesResponse {
+                term: 3,
+                success: true,
+                ..Default::default()
+            });
+            let mut ok = vec![1, 11, 3, 1, 2, 3, 1, 12, 100, 0, 0];
+            ok.push(3);
+            ok.push(response.len() as u8);
+            ok.extend_from_slice(&response);
+            ok.extend([5, 0]);
+            vec![
+                ok,
+                vec![0x81, 9, 60, 12, 10],
+                vec![2, 1, 14, 1],
+                vec![3, 2, 3],
+            ]
         }
         "grpc_timeout" => vec![
             b"10S".to_vec(),
