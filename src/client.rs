@@ -233,7 +233,7 @@ pub enum ClientOutput {
 }
 
 /// What the application learns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
     /// A unary call or snapshot finished. Exactly once per call.
     Completed {
@@ -269,6 +269,15 @@ pub enum ClientEvent {
     SnapshotWantsData {
         /// The snapshot call.
         call: CallId,
+    },
+    /// How far a snapshot stream got: reported each time data from the
+    /// source enters the stream (which runs at most two chunks ahead of
+    /// what the peer has taken).
+    SnapshotProgress {
+        /// The snapshot call.
+        call: CallId,
+        /// Bytes, total and elapsed time (hence the rate).
+        progress: SnapshotProgress,
     },
 }
 
@@ -544,8 +553,12 @@ impl ClientEndpoint {
                 }
                 Ok(())
             });
-        if let Err(status) = &result {
-            record.call.cancel(status.clone());
+        match &result {
+            Ok(()) => self.events.push_back(ClientEvent::SnapshotProgress {
+                call,
+                progress: sender.progress(now),
+            }),
+            Err(status) => record.call.cancel(status.clone()),
         }
         self.wake(call);
         self.process(call, now);

@@ -169,6 +169,18 @@ fn every_rpc_kind_round_trips() {
     assert_eq!(installs[0].0, snapshot_meta(0, data.len()));
     assert!(installs[0].1 == data[..], "snapshot bytes differ");
     assert_eq!(sim.nodes[1].log.heartbeats_answered, 1);
+    let progress: Vec<u64> = sim.nodes[0]
+        .log
+        .progress
+        .iter()
+        .filter(|(c, _, _)| *c == snap)
+        .map(|(_, b, _)| *b)
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "progress only grows"
+    );
+    assert_eq!(progress.last(), Some(&(data.len() as u64)));
 
     assert_pipeline_order(&sim, 0, pipe, sent);
     for (_, seq, result) in &sim.nodes[0].log.appended {

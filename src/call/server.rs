@@ -259,6 +259,12 @@ impl ServerCall {
         self.deadline
     }
 
+    /// How far an InstallSnapshot stream got (`None` for other methods, or
+    /// before its metadata arrived).
+    pub fn snapshot_progress(&self, now: Instant) -> Option<crate::snapshot::SnapshotProgress> {
+        self.snapshot.as_ref().map(|r| r.progress(now))
+    }
+
     /// Whether the call accepts more request data now: false once it is
     /// over, or while the application has not taken what already arrived.
     pub fn wants_data(&self) -> bool {
@@ -876,6 +882,8 @@ mod tests {
         c.handle_end_of_stream(now);
         assert_eq!(events(&mut c), vec![ServerEvent::SnapshotEnd]);
         assert_eq!(received, b"0123456789");
+        let progress = c.snapshot_progress(now).unwrap();
+        assert_eq!((progress.bytes, progress.total), (10, 10));
         c.respond(OutgoingResponse::InstallSnapshot(InstallSnapshotResponse {
             term: 4,
             success: true,

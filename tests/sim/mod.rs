@@ -189,6 +189,8 @@ pub struct NodeLog {
     pub opened: Vec<(CallId, ConnId, Duration)>,
     /// Snapshots this node installed as a server: (meta, bytes, ok).
     pub installs: Vec<(InstallSnapshotRequest, Vec<u8>, bool)>,
+    /// Snapshot progress reports: (call, bytes, total).
+    pub progress: Vec<(CallId, u64, u64)>,
     /// Heartbeats answered on the fast path.
     pub heartbeats_answered: usize,
     /// Server calls that failed: (status).
@@ -1064,6 +1066,12 @@ impl Sim {
                             .push((pipeline, status));
                     }
                     ClientEvent::PipelineReady { .. } => {}
+                    ClientEvent::SnapshotProgress { call, progress } => {
+                        self.nodes[node]
+                            .log
+                            .progress
+                            .push((call, progress.bytes, progress.total));
+                    }
                     ClientEvent::SnapshotWantsData { call } => self.feed_snapshot(node, call),
                 }
             }
