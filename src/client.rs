@@ -51,9 +51,8 @@ use crate::framing::{
 use crate::head::{RequestHead, RpcMethod};
 use crate::heartbeat::is_heartbeat;
 use crate::message::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RaftMessage, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
-    RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, RaftMessage, RaftResponse,
+    RequestPreVoteRequest, RequestVoteRequest, TimeoutNowRequest,
 };
 use crate::pipeline::{DEFAULT_MAX_IN_FLIGHT, PipelineError, PipelineWindow, pipeline_shutdown};
 use crate::pool::{ConnId, Lane, PeerPool, Pick, PoolConfig, PoolEvent};
@@ -156,42 +155,6 @@ impl OutgoingRpc {
     }
 }
 
-/// The response to a unary call or a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RpcResponse {
-    /// Answer to AppendEntries.
-    AppendEntries(AppendEntriesResponse),
-    /// Answer to RequestVote.
-    RequestVote(RequestVoteResponse),
-    /// Answer to RequestPreVote.
-    RequestPreVote(RequestPreVoteResponse),
-    /// Answer to TimeoutNow.
-    TimeoutNow(TimeoutNowResponse),
-    /// Answer to InstallSnapshot.
-    InstallSnapshot(InstallSnapshotResponse),
-}
-
-impl RpcResponse {
-    fn decode(method: RpcMethod, body: Bytes) -> Result<RpcResponse, Status> {
-        let decoded = match method {
-            RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
-                AppendEntriesResponse::decode(body).map(RpcResponse::AppendEntries)
-            }
-            RpcMethod::RequestVote => {
-                RequestVoteResponse::decode(body).map(RpcResponse::RequestVote)
-            }
-            RpcMethod::RequestPreVote => {
-                RequestPreVoteResponse::decode(body).map(RpcResponse::RequestPreVote)
-            }
-            RpcMethod::TimeoutNow => TimeoutNowResponse::decode(body).map(RpcResponse::TimeoutNow),
-            RpcMethod::InstallSnapshot => {
-                InstallSnapshotResponse::decode(body).map(RpcResponse::InstallSnapshot)
-            }
-        };
-        decoded.map_err(|e| e.status())
-    }
-}
-
 /// What the adapter must do.
 // Outputs are drained right after they are made: boxing the request head
 // would cost an allocation per call for nothing.
@@ -240,7 +203,7 @@ pub enum ClientEvent {
         /// The call.
         call: CallId,
         /// Its response, or the status it failed with.
-        result: Result<RpcResponse, Status>,
+        result: Result<RaftResponse, Status>,
     },
     /// A pipelined AppendEntries finished, in the order appended. Exactly
     /// once per append.
@@ -1103,7 +1066,7 @@ fn finish_event(
                 Err(status)
             } else {
                 match response.take() {
-                    Some(body) => RpcResponse::decode(method, body),
+                    Some(body) => RaftResponse::decode(method, body).map_err(|e| e.status()),
                     None => Err(Status::new(
                         Code::Internal,
                         "the peer sent no response message",

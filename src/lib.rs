@@ -86,14 +86,14 @@
 //!         server.handle_end_of_stream(now);
 //!     }
 //! }
-//! let Some(ServerEvent::Request(IncomingRequest::RequestVote(received))) = server.poll_event() else {
+//! let Some(ServerEvent::Request(RaftRequest::RequestVote(received))) = server.poll_event() else {
 //!     panic!("the server sees the request");
 //! };
 //! assert_eq!(received, request);
 //!
 //! // The application answers; the response crosses back.
 //! let answer = RequestVoteResponse { term: 7, granted: true, ..Default::default() };
-//! server.respond(OutgoingResponse::RequestVote(answer.clone())).unwrap();
+//! server.respond(RaftResponse::RequestVote(answer.clone())).unwrap();
 //! while let Some(transmit) = server.poll_transmit(65_535) {
 //!     match transmit {
 //!         ServerTransmit::Head { head, end_of_stream } => {

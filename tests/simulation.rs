@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use raft_grpc_transport::client::{CallId, ClientConfig, OutgoingRpc, RpcResponse};
+use raft_grpc_transport::client::{CallId, ClientConfig, OutgoingRpc};
 use raft_grpc_transport::message::*;
 use raft_grpc_transport::pool::{Backoff, PoolConfig};
 use raft_grpc_transport::{Code, Status};
@@ -84,7 +84,7 @@ fn assert_completed_once(sim: &Sim, node: usize, started: &[CallId]) {
     assert_eq!(counts.len(), started.len(), "unexpected completions");
 }
 
-fn result_of(sim: &Sim, node: usize, call: CallId) -> &Result<RpcResponse, Status> {
+fn result_of(sim: &Sim, node: usize, call: CallId) -> &Result<RaftResponse, Status> {
     &sim.nodes[node]
         .log
         .completed
@@ -150,20 +150,20 @@ fn every_rpc_kind_round_trips() {
 
     assert_completed_once(&sim, 0, &started);
     assert!(
-        matches!(result_of(&sim, 0, ae), Ok(RpcResponse::AppendEntries(r)) if r.success && r.term == 3 && r.last_log == 5)
+        matches!(result_of(&sim, 0, ae), Ok(RaftResponse::AppendEntries(r)) if r.success && r.term == 3 && r.last_log == 5)
     );
-    assert!(matches!(result_of(&sim, 0, hb), Ok(RpcResponse::AppendEntries(r)) if r.success));
+    assert!(matches!(result_of(&sim, 0, hb), Ok(RaftResponse::AppendEntries(r)) if r.success));
     assert!(
-        matches!(result_of(&sim, 0, vote), Ok(RpcResponse::RequestVote(r)) if r.granted && r.term == 4)
+        matches!(result_of(&sim, 0, vote), Ok(RaftResponse::RequestVote(r)) if r.granted && r.term == 4)
     );
     assert!(
-        matches!(result_of(&sim, 0, pre), Ok(RpcResponse::RequestPreVote(r)) if r.granted && r.term == 5)
+        matches!(result_of(&sim, 0, pre), Ok(RaftResponse::RequestPreVote(r)) if r.granted && r.term == 5)
     );
     assert!(matches!(
         result_of(&sim, 0, tn),
-        Ok(RpcResponse::TimeoutNow(_))
+        Ok(RaftResponse::TimeoutNow(_))
     ));
-    assert!(matches!(result_of(&sim, 0, snap), Ok(RpcResponse::InstallSnapshot(r)) if r.success));
+    assert!(matches!(result_of(&sim, 0, snap), Ok(RaftResponse::InstallSnapshot(r)) if r.success));
     let installs = &sim.nodes[1].log.installs;
     assert_eq!(installs.len(), 1);
     assert_eq!(installs[0].0, snapshot_meta(0, data.len()));
@@ -210,7 +210,7 @@ fn heartbeats_never_share_a_connection_with_a_snapshot() {
     let mut all = heartbeats.clone();
     all.push(snap);
     assert_completed_once(&sim, 0, &all);
-    assert!(matches!(result_of(&sim, 0, snap), Ok(RpcResponse::InstallSnapshot(r)) if r.success));
+    assert!(matches!(result_of(&sim, 0, snap), Ok(RaftResponse::InstallSnapshot(r)) if r.success));
     assert!(sim.nodes[1].log.installs[0].1 == data[..]);
 
     let log = &sim.nodes[0].log;
@@ -329,7 +329,7 @@ fn peer_restart_mid_pipeline_and_mid_snapshot() {
 
     assert_completed_once(&sim, 0, &[snap]);
     match result_of(&sim, 0, snap) {
-        Ok(RpcResponse::InstallSnapshot(r)) => {
+        Ok(RaftResponse::InstallSnapshot(r)) => {
             assert!(r.success);
             assert!(sim.nodes[1].log.installs[0].1 == data[..]);
         }
@@ -436,7 +436,7 @@ fn slow_receiver_bounds_what_is_buffered() {
         sim.run_for(Duration::from_millis(5));
     }
     sim.run_until_quiet(Duration::from_secs(30));
-    assert!(matches!(result_of(&sim, 0, snap), Ok(RpcResponse::InstallSnapshot(r)) if r.success));
+    assert!(matches!(result_of(&sim, 0, snap), Ok(RaftResponse::InstallSnapshot(r)) if r.success));
     assert!(sim.nodes[1].log.installs[0].1 == data[..]);
     // The sender never holds more than two chunks (1 MiB each) plus a read.
     assert!(worst_queued <= 3 << 20, "{worst_queued} bytes queued");
@@ -671,7 +671,7 @@ fn random_schedule(ops: Vec<Op>, seed: u64) -> TestResult {
         }
     }
     for (from, call, data) in &snapshots {
-        if let Some((_, Ok(RpcResponse::InstallSnapshot(r)), _)) = sim.nodes[*from]
+        if let Some((_, Ok(RaftResponse::InstallSnapshot(r)), _)) = sim.nodes[*from]
             .log
             .completed
             .iter()

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use raft_grpc_transport::call::{
-    ClientCall, ClientEvent, ClientTransmit, OutgoingResponse, ServerCall, ServerConfig,
-    ServerEvent, ServerTransmit,
+    ClientCall, ClientEvent, ClientTransmit, ServerCall, ServerConfig, ServerEvent, ServerTransmit,
 };
 use raft_grpc_transport::framing::{FrameError, MessageDecoder, MessageEncoder};
 use raft_grpc_transport::head::{
@@ -395,23 +394,23 @@ pub fn server_call(data: &[u8]) {
             6 | 7 => {
                 let response = match method {
                     RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
-                        OutgoingResponse::AppendEntries(AppendEntriesResponse {
+                        RaftResponse::AppendEntries(AppendEntriesResponse {
                             term: 1,
                             success: true,
                             ..Default::default()
                         })
                     }
                     RpcMethod::RequestVote => {
-                        OutgoingResponse::RequestVote(RequestVoteResponse::default())
+                        RaftResponse::RequestVote(RequestVoteResponse::default())
                     }
                     RpcMethod::RequestPreVote => {
-                        OutgoingResponse::RequestPreVote(RequestPreVoteResponse::default())
+                        RaftResponse::RequestPreVote(RequestPreVoteResponse::default())
                     }
                     RpcMethod::TimeoutNow => {
-                        OutgoingResponse::TimeoutNow(TimeoutNowResponse::default())
+                        RaftResponse::TimeoutNow(TimeoutNowResponse::default())
                     }
                     RpcMethod::InstallSnapshot => {
-                        OutgoingResponse::InstallSnapshot(InstallSnapshotResponse::default())
+                        RaftResponse::InstallSnapshot(InstallSnapshotResponse::default())
                     }
                 };
                 let result = call.respond(response);
@@ -425,9 +424,9 @@ pub fn server_call(data: &[u8]) {
             8 => {
                 let wrong = match method {
                     RpcMethod::RequestVote => {
-                        OutgoingResponse::TimeoutNow(TimeoutNowResponse::default())
+                        RaftResponse::TimeoutNow(TimeoutNowResponse::default())
                     }
-                    _ => OutgoingResponse::RequestVote(RequestVoteResponse::default()),
+                    _ => RaftResponse::RequestVote(RequestVoteResponse::default()),
                 };
                 assert!(
                     call.respond(wrong).is_err(),

@@ -37,10 +37,7 @@ mod client;
 mod server;
 
 pub use client::{ClientCall, ClientEvent, ClientTransmit};
-pub use server::{
-    IncomingRequest, OutgoingResponse, RespondError, ServerCall, ServerConfig, ServerEvent,
-    ServerTransmit,
-};
+pub use server::{RespondError, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 
 use std::collections::VecDeque;
 

@@ -2,7 +2,7 @@
 //!
 //! [`ServerCall`] owns one incoming call: it validates the request head
 //! (refusing it with the right HTTP or gRPC status), decodes requests as
-//! data arrives, turns them into [`IncomingRequest`]s for the application
+//! data arrives, turns them into [`RaftRequest`]s for the application
 //! (an InstallSnapshot's data as it arrives, counted and checksummed by a
 //! [`SnapshotReceiver`]), takes the application's responses, and emits the
 //! response head, messages and trailers, or a Trailers-Only answer. It
@@ -21,9 +21,7 @@ use super::SendQueue;
 use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, MessageDecoder, MessageEncoder};
 use crate::head::{RequestRejection, RpcMethod, response_head, trailers_only, validate_request};
 use crate::message::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RaftMessage, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
-    RequestVoteResponse, SnapshotChunk, TimeoutNowRequest, TimeoutNowResponse,
+    InstallSnapshotRequest, RaftMessage, RaftRequest, RaftResponse, SnapshotChunk,
 };
 use crate::snapshot::{SnapshotReceiver, StallDetector};
 use crate::status::{Code, Status};
@@ -52,64 +50,13 @@ impl Default for ServerConfig {
     }
 }
 
-/// A Raft request that arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IncomingRequest {
-    /// AppendEntries, from a unary call or one message of a pipeline.
-    AppendEntries(AppendEntriesRequest),
-    /// RequestVote.
-    RequestVote(RequestVoteRequest),
-    /// RequestPreVote.
-    RequestPreVote(RequestPreVoteRequest),
-    /// TimeoutNow.
-    TimeoutNow(TimeoutNowRequest),
-    /// InstallSnapshot's metadata; its data follows as
-    /// [`ServerEvent::SnapshotData`] and [`ServerEvent::SnapshotEnd`].
-    InstallSnapshot(InstallSnapshotRequest),
-}
-
-/// A response the application gives to a [`ServerCall`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutgoingResponse {
-    /// Answer to AppendEntries (unary or pipelined).
-    AppendEntries(AppendEntriesResponse),
-    /// Answer to RequestVote.
-    RequestVote(RequestVoteResponse),
-    /// Answer to RequestPreVote.
-    RequestPreVote(RequestPreVoteResponse),
-    /// Answer to TimeoutNow.
-    TimeoutNow(TimeoutNowResponse),
-    /// Answer to InstallSnapshot.
-    InstallSnapshot(InstallSnapshotResponse),
-}
-
-impl OutgoingResponse {
-    fn answers(&self, method: RpcMethod) -> bool {
-        matches!(
-            (self, method),
-            (
-                OutgoingResponse::AppendEntries(_),
-                RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline
-            ) | (OutgoingResponse::RequestVote(_), RpcMethod::RequestVote)
-                | (
-                    OutgoingResponse::RequestPreVote(_),
-                    RpcMethod::RequestPreVote
-                )
-                | (OutgoingResponse::TimeoutNow(_), RpcMethod::TimeoutNow)
-                | (
-                    OutgoingResponse::InstallSnapshot(_),
-                    RpcMethod::InstallSnapshot
-                )
-        )
-    }
-}
-
 /// What happened on a server call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
     /// A request to answer with [`ServerCall::respond`] (a pipeline answers
-    /// its requests in order).
-    Request(IncomingRequest),
+    /// its requests in order). An InstallSnapshot request's data follows as
+    /// [`ServerEvent::SnapshotData`] and [`ServerEvent::SnapshotEnd`].
+    Request(RaftRequest),
     /// The next bytes of the snapshot being installed.
     SnapshotData(Bytes),
     /// Every declared snapshot byte arrived (verified) and the client
@@ -170,11 +117,10 @@ enum Phase {
 /// ```
 /// use std::time::Instant;
 /// use http::uri::Authority;
-/// use raft_grpc_transport::call::{IncomingRequest, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
-/// use raft_grpc_transport::call::OutgoingResponse;
+/// use raft_grpc_transport::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 /// use raft_grpc_transport::framing::MessageEncoder;
 /// use raft_grpc_transport::head::{RequestHead, RpcMethod};
-/// use raft_grpc_transport::message::{RequestVoteRequest, RequestVoteResponse};
+/// use raft_grpc_transport::message::{RaftRequest, RaftResponse, RequestVoteRequest, RequestVoteResponse};
 ///
 /// let now = Instant::now();
 /// let head = RequestHead { method: RpcMethod::RequestVote, authority: Authority::from_static("me"), timeout: None };
@@ -183,9 +129,9 @@ enum Phase {
 /// let request = RequestVoteRequest { term: 3, ..Default::default() };
 /// call.handle_data(MessageEncoder::default().encode(&request).unwrap().to_bytes(), now);
 /// call.handle_end_of_stream(now);
-/// assert_eq!(call.poll_event(), Some(ServerEvent::Request(IncomingRequest::RequestVote(request))));
+/// assert_eq!(call.poll_event(), Some(ServerEvent::Request(RaftRequest::RequestVote(request))));
 ///
-/// call.respond(OutgoingResponse::RequestVote(RequestVoteResponse { term: 3, granted: true, ..Default::default() })).unwrap();
+/// call.respond(RaftResponse::RequestVote(RequestVoteResponse { term: 3, granted: true, ..Default::default() })).unwrap();
 /// assert!(matches!(call.poll_transmit(65_535), Some(ServerTransmit::Head { end_of_stream: false, .. })));
 /// assert!(matches!(call.poll_transmit(65_535), Some(ServerTransmit::Data(_))));
 /// assert!(matches!(call.poll_transmit(65_535), Some(ServerTransmit::Trailers(_))));
@@ -316,11 +262,11 @@ impl ServerCall {
                 return Err(unary_again());
             }
             RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
-                IncomingRequest::AppendEntries(decode(body)?)
+                RaftRequest::AppendEntries(decode(body)?)
             }
-            RpcMethod::RequestVote => IncomingRequest::RequestVote(decode(body)?),
-            RpcMethod::RequestPreVote => IncomingRequest::RequestPreVote(decode(body)?),
-            RpcMethod::TimeoutNow => IncomingRequest::TimeoutNow(decode(body)?),
+            RpcMethod::RequestVote => RaftRequest::RequestVote(decode(body)?),
+            RpcMethod::RequestPreVote => RaftRequest::RequestPreVote(decode(body)?),
+            RpcMethod::TimeoutNow => RaftRequest::TimeoutNow(decode(body)?),
             RpcMethod::InstallSnapshot => return self.handle_snapshot_message(body, now),
         };
         self.events.push_back(ServerEvent::Request(event));
@@ -341,7 +287,7 @@ impl ServerCall {
                     InstallSnapshotRequest::from_first_message(wire).map_err(|e| e.status())?;
                 self.snapshot = Some(SnapshotReceiver::new(meta.size, now));
                 self.events
-                    .push_back(ServerEvent::Request(IncomingRequest::InstallSnapshot(meta)));
+                    .push_back(ServerEvent::Request(RaftRequest::InstallSnapshot(meta)));
                 chunk
             }
             Some(_) => decode::<SnapshotChunk>(body)?,
@@ -447,26 +393,20 @@ impl ServerCall {
     /// Answers the oldest unanswered request. A unary or InstallSnapshot
     /// call ends with `OK` after it; a pipeline ends once the client has
     /// finished sending and every request is answered.
-    pub fn respond(&mut self, response: OutgoingResponse) -> Result<(), RespondError> {
+    pub fn respond(&mut self, response: RaftResponse) -> Result<(), RespondError> {
         if self.phase != Phase::Open {
             return Err(RespondError::Finished(self.final_status()));
         }
         if !response.answers(self.method) {
             return Err(RespondError::WrongType(
-                response_name(&response),
+                response.proto_name(),
                 self.method.name(),
             ));
         }
         if self.answered >= self.received {
             return Err(RespondError::NothingToAnswer);
         }
-        let encoded = match &response {
-            OutgoingResponse::AppendEntries(r) => self.encoder.encode(r),
-            OutgoingResponse::RequestVote(r) => self.encoder.encode(r),
-            OutgoingResponse::RequestPreVote(r) => self.encoder.encode(r),
-            OutgoingResponse::TimeoutNow(r) => self.encoder.encode(r),
-            OutgoingResponse::InstallSnapshot(r) => self.encoder.encode(r),
-        };
+        let encoded = response.encode(&self.encoder);
         let encoded = match encoded {
             Ok(encoded) => encoded,
             Err(e) => {
@@ -596,23 +536,13 @@ fn decode<M: RaftMessage>(body: Bytes) -> Result<M, Status> {
     M::decode(body).map_err(|e| e.status())
 }
 
-fn response_name(response: &OutgoingResponse) -> &'static str {
-    match response {
-        OutgoingResponse::AppendEntries(_) => AppendEntriesResponse::PROTO_NAME,
-        OutgoingResponse::RequestVote(_) => RequestVoteResponse::PROTO_NAME,
-        OutgoingResponse::RequestPreVote(_) => RequestPreVoteResponse::PROTO_NAME,
-        OutgoingResponse::TimeoutNow(_) => TimeoutNowResponse::PROTO_NAME,
-        OutgoingResponse::InstallSnapshot(_) => InstallSnapshotResponse::PROTO_NAME,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::uri::Authority;
 
     use super::*;
     use crate::head::RequestHead;
-    use crate::message::{Log, RpcHeader};
+    use crate::message::*;
     use crate::snapshot::SnapshotSender;
 
     fn call(method: RpcMethod, timeout: Option<Duration>, now: Instant) -> ServerCall {
@@ -686,12 +616,10 @@ mod tests {
         }
         assert_eq!(
             events(&mut c),
-            vec![ServerEvent::Request(IncomingRequest::AppendEntries(
-                request
-            ))]
+            vec![ServerEvent::Request(RaftRequest::AppendEntries(request))]
         );
         assert_eq!(
-            c.respond(OutgoingResponse::RequestVote(RequestVoteResponse::default())),
+            c.respond(RaftResponse::RequestVote(RequestVoteResponse::default())),
             Err(RespondError::WrongType(
                 "RequestVoteResponse",
                 "AppendEntries"
@@ -702,7 +630,7 @@ mod tests {
             success: true,
             ..Default::default()
         };
-        c.respond(OutgoingResponse::AppendEntries(response.clone()))
+        c.respond(RaftResponse::AppendEntries(response.clone()))
             .unwrap();
         let (heads, data, status) = drain(&mut c);
         assert_eq!(heads, vec![false]);
@@ -710,7 +638,7 @@ mod tests {
         assert_eq!(status, Some(Status::ok()));
         assert!(c.is_finished());
         assert!(matches!(
-            c.respond(OutgoingResponse::AppendEntries(response)),
+            c.respond(RaftResponse::AppendEntries(response)),
             Err(RespondError::Finished(_))
         ));
     }
@@ -795,7 +723,7 @@ mod tests {
         assert!(matches!(&ev[1], ServerEvent::Failed(s) if s.code() == Code::Cancelled));
         assert!(c.poll_transmit(100).is_none());
         assert!(
-            c.respond(OutgoingResponse::RequestVote(RequestVoteResponse::default()))
+            c.respond(RaftResponse::RequestVote(RequestVoteResponse::default()))
                 .is_err()
         );
     }
@@ -815,7 +743,7 @@ mod tests {
         }
         assert_eq!(events(&mut c).len(), 3);
         for i in 1..=2u64 {
-            c.respond(OutgoingResponse::AppendEntries(AppendEntriesResponse {
+            c.respond(RaftResponse::AppendEntries(AppendEntriesResponse {
                 term: i,
                 ..Default::default()
             }))
@@ -825,16 +753,14 @@ mod tests {
         let (heads, _, status) = drain(&mut c);
         assert_eq!(heads, vec![false]);
         assert_eq!(status, None, "one request still unanswered");
-        c.respond(OutgoingResponse::AppendEntries(AppendEntriesResponse {
+        c.respond(RaftResponse::AppendEntries(AppendEntriesResponse {
             term: 3,
             ..Default::default()
         }))
         .unwrap();
         assert_eq!(drain(&mut c).2, Some(Status::ok()));
         assert_eq!(
-            c.respond(OutgoingResponse::AppendEntries(
-                AppendEntriesResponse::default()
-            )),
+            c.respond(RaftResponse::AppendEntries(AppendEntriesResponse::default())),
             Err(RespondError::Finished(Status::ok()))
         );
     }
@@ -871,7 +797,7 @@ mod tests {
             c.handle_data(m, now);
             while let Some(ev) = c.poll_event() {
                 match ev {
-                    ServerEvent::Request(IncomingRequest::InstallSnapshot(m)) => {
+                    ServerEvent::Request(RaftRequest::InstallSnapshot(m)) => {
                         assert_eq!(m, meta)
                     }
                     ServerEvent::SnapshotData(d) => received.extend_from_slice(&d),
@@ -884,7 +810,7 @@ mod tests {
         assert_eq!(received, b"0123456789");
         let progress = c.snapshot_progress(now).unwrap();
         assert_eq!((progress.bytes, progress.total), (10, 10));
-        c.respond(OutgoingResponse::InstallSnapshot(InstallSnapshotResponse {
+        c.respond(RaftResponse::InstallSnapshot(InstallSnapshotResponse {
             term: 4,
             success: true,
             ..Default::default()

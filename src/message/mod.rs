@@ -42,6 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use prost::Message as _;
 
+use crate::head::RpcMethod;
 use crate::status::{Code, Status};
 use crate::wire;
 pub(crate) use writer::FieldWriter;
@@ -1013,6 +1014,96 @@ impl RaftMessage for TimeoutNowResponse {
 
     fn encoded_len(&self) -> usize {
         self.header.field_len()
+    }
+}
+
+/// A Raft request, as a server receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftRequest {
+    /// AppendEntries, from a unary call or one message of a pipeline.
+    AppendEntries(AppendEntriesRequest),
+    /// RequestVote.
+    RequestVote(RequestVoteRequest),
+    /// RequestPreVote.
+    RequestPreVote(RequestPreVoteRequest),
+    /// TimeoutNow.
+    TimeoutNow(TimeoutNowRequest),
+    /// InstallSnapshot's metadata (its data travels after it).
+    InstallSnapshot(InstallSnapshotRequest),
+}
+
+/// A Raft response: what a server answers and a client receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftResponse {
+    /// Answer to AppendEntries (unary or pipelined).
+    AppendEntries(AppendEntriesResponse),
+    /// Answer to RequestVote.
+    RequestVote(RequestVoteResponse),
+    /// Answer to RequestPreVote.
+    RequestPreVote(RequestPreVoteResponse),
+    /// Answer to TimeoutNow.
+    TimeoutNow(TimeoutNowResponse),
+    /// Answer to InstallSnapshot.
+    InstallSnapshot(InstallSnapshotResponse),
+}
+
+impl RaftResponse {
+    /// Whether this answers a call of `method`.
+    pub fn answers(&self, method: RpcMethod) -> bool {
+        matches!(
+            (self, method),
+            (
+                RaftResponse::AppendEntries(_),
+                RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline
+            ) | (RaftResponse::RequestVote(_), RpcMethod::RequestVote)
+                | (RaftResponse::RequestPreVote(_), RpcMethod::RequestPreVote)
+                | (RaftResponse::TimeoutNow(_), RpcMethod::TimeoutNow)
+                | (RaftResponse::InstallSnapshot(_), RpcMethod::InstallSnapshot)
+        )
+    }
+
+    /// The protobuf message's name.
+    pub fn proto_name(&self) -> &'static str {
+        match self {
+            RaftResponse::AppendEntries(_) => AppendEntriesResponse::PROTO_NAME,
+            RaftResponse::RequestVote(_) => RequestVoteResponse::PROTO_NAME,
+            RaftResponse::RequestPreVote(_) => RequestPreVoteResponse::PROTO_NAME,
+            RaftResponse::TimeoutNow(_) => TimeoutNowResponse::PROTO_NAME,
+            RaftResponse::InstallSnapshot(_) => InstallSnapshotResponse::PROTO_NAME,
+        }
+    }
+
+    /// Frames the response for the wire.
+    pub fn encode(
+        &self,
+        encoder: &crate::framing::MessageEncoder,
+    ) -> Result<crate::framing::EncodedMessage, crate::framing::EncodeError> {
+        match self {
+            RaftResponse::AppendEntries(r) => encoder.encode(r),
+            RaftResponse::RequestVote(r) => encoder.encode(r),
+            RaftResponse::RequestPreVote(r) => encoder.encode(r),
+            RaftResponse::TimeoutNow(r) => encoder.encode(r),
+            RaftResponse::InstallSnapshot(r) => encoder.encode(r),
+        }
+    }
+
+    /// Decodes the response of a call of `method` from its protobuf body.
+    pub fn decode(method: RpcMethod, body: Bytes) -> Result<RaftResponse, DecodeError> {
+        match method {
+            RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
+                AppendEntriesResponse::decode(body).map(RaftResponse::AppendEntries)
+            }
+            RpcMethod::RequestVote => {
+                RequestVoteResponse::decode(body).map(RaftResponse::RequestVote)
+            }
+            RpcMethod::RequestPreVote => {
+                RequestPreVoteResponse::decode(body).map(RaftResponse::RequestPreVote)
+            }
+            RpcMethod::TimeoutNow => TimeoutNowResponse::decode(body).map(RaftResponse::TimeoutNow),
+            RpcMethod::InstallSnapshot => {
+                InstallSnapshotResponse::decode(body).map(RaftResponse::InstallSnapshot)
+            }
+        }
     }
 }
 

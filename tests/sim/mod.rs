@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 use raft_grpc_transport::call::{
-    ClientTransmit, IncomingRequest, OutgoingResponse, ServerCall, ServerConfig, ServerEvent,
-    ServerTransmit,
+    ClientTransmit, ServerCall, ServerConfig, ServerEvent, ServerTransmit,
 };
 use raft_grpc_transport::client::{
     CallId, ClientConfig, ClientEndpoint, ClientEvent, ClientOutput, OutgoingRpc,
@@ -165,7 +164,7 @@ struct ServerStream {
 struct Job {
     key: ConnKey,
     call: CallId,
-    request: IncomingRequest,
+    request: RaftRequest,
     /// Snapshot bytes read so far.
     received: Vec<u8>,
 }
@@ -176,7 +175,7 @@ pub struct NodeLog {
     /// Client outcomes: (call, result), in order.
     pub completed: Vec<(
         CallId,
-        Result<raft_grpc_transport::client::RpcResponse, Status>,
+        Result<raft_grpc_transport::message::RaftResponse, Status>,
         Duration,
     )>,
     /// Pipeline outcomes: (pipeline, seq, ok).
@@ -779,10 +778,8 @@ impl Sim {
     fn app_event(&mut self, node: usize, key: ConnKey, call: CallId, event: ServerEvent) {
         let now = self.instant();
         match event {
-            ServerEvent::Request(IncomingRequest::AppendEntries(request))
-                if is_heartbeat(&request) =>
-            {
-                let response = OutgoingResponse::AppendEntries(AppendEntriesResponse {
+            ServerEvent::Request(RaftRequest::AppendEntries(request)) if is_heartbeat(&request) => {
+                let response = RaftResponse::AppendEntries(AppendEntriesResponse {
                     term: request.term,
                     success: true,
                     ..Default::default()
@@ -820,14 +817,14 @@ impl Sim {
             ServerEvent::SnapshotEnd => {
                 let n = &mut self.nodes[node];
                 if let Some(job) = n.current.take_if(|j| j.key == key && j.call == call) {
-                    let IncomingRequest::InstallSnapshot(meta) = &job.request else {
+                    let RaftRequest::InstallSnapshot(meta) = &job.request else {
                         unreachable!()
                     };
                     let ok = job.received.len() as u64 == meta.size;
                     n.log
                         .installs
                         .push((meta.clone(), job.received.clone(), ok));
-                    let response = OutgoingResponse::InstallSnapshot(InstallSnapshotResponse {
+                    let response = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
                         term: meta.term,
                         success: ok,
                         ..Default::default()
@@ -878,32 +875,30 @@ impl Sim {
                 return;
             };
             let response = match &job.request {
-                IncomingRequest::AppendEntries(r) => {
-                    OutgoingResponse::AppendEntries(AppendEntriesResponse {
+                RaftRequest::AppendEntries(r) => {
+                    RaftResponse::AppendEntries(AppendEntriesResponse {
                         term: r.term,
                         last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
                         success: true,
                         ..Default::default()
                     })
                 }
-                IncomingRequest::RequestVote(r) => {
-                    OutgoingResponse::RequestVote(RequestVoteResponse {
+                RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
+                    term: r.term,
+                    granted: true,
+                    ..Default::default()
+                }),
+                RaftRequest::RequestPreVote(r) => {
+                    RaftResponse::RequestPreVote(RequestPreVoteResponse {
                         term: r.term,
                         granted: true,
                         ..Default::default()
                     })
                 }
-                IncomingRequest::RequestPreVote(r) => {
-                    OutgoingResponse::RequestPreVote(RequestPreVoteResponse {
-                        term: r.term,
-                        granted: true,
-                        ..Default::default()
-                    })
+                RaftRequest::TimeoutNow(_) => {
+                    RaftResponse::TimeoutNow(TimeoutNowResponse::default())
                 }
-                IncomingRequest::TimeoutNow(_) => {
-                    OutgoingResponse::TimeoutNow(TimeoutNowResponse::default())
-                }
-                IncomingRequest::InstallSnapshot(_) => {
+                RaftRequest::InstallSnapshot(_) => {
                     let (key, call) = (job.key, job.call);
                     self.nodes[node].current = Some(job);
                     self.server_events(key, call);
