@@ -465,23 +465,19 @@ impl ClientEndpoint {
         id
     }
 
-    /// Whether a snapshot call wants more data from its source now.
+    /// Whether a snapshot call wants more data from its source now: until
+    /// [`snapshot_end`](Self::snapshot_end), whenever less than two chunks
+    /// wait to be sent (once the declared size is read, to see the source
+    /// end: more bytes fail the call).
     pub fn snapshot_wants_data(&self, call: CallId) -> bool {
         match self.calls.get(&call) {
             Some(Record {
-                kind:
-                    Kind::Snapshot {
-                        sender,
-                        source_done: false,
-                        ..
-                    },
+                kind: Kind::Snapshot {
+                    source_done: false, ..
+                },
                 call: c,
                 ..
-            }) => {
-                !c.is_finished()
-                    && sender.remaining() > 0
-                    && c.send_wanted() < 2 * self.config.snapshot_chunk_size
-            }
+            }) => !c.is_finished() && c.send_wanted() < 2 * self.config.snapshot_chunk_size,
             _ => false,
         }
     }
@@ -639,13 +635,12 @@ impl ClientEndpoint {
         }
     }
 
-    /// Cancels a call: it fails with `CANCELLED` (a pipeline: its appends
-    /// in flight too).
-    pub fn cancel(&mut self, call: CallId, now: Instant) {
+    /// Ends a call locally: it fails with `status` (`CANCELLED` when the
+    /// caller gave up), its stream is reset, and a pipeline's appends in
+    /// flight fail too.
+    pub fn cancel(&mut self, call: CallId, status: Status, now: Instant) {
         if let Some(record) = self.calls.get_mut(&call) {
-            record
-                .call
-                .cancel(Status::new(Code::Cancelled, "call cancelled by the caller"));
+            record.call.cancel(status);
             self.wake(call);
             self.process(call, now);
         }
@@ -799,6 +794,12 @@ impl ClientEndpoint {
             record.call.handle_reset(error_code, now);
             self.process(call, now);
         }
+    }
+
+    /// Whether the endpoint still tracks `call`: false once it finished and
+    /// has nothing left to transmit (a stream driver can stop then).
+    pub fn has_call(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
     }
 
     /// Whether `call` accepts more response data now (see

@@ -127,6 +127,7 @@ pub mod pool;
 pub mod snapshot;
 pub mod status;
 pub mod timeout;
+pub mod transport;
 pub mod wire;
 
 pub use framing::{EncodedMessage, MessageDecoder, MessageEncoder};

@@ -1,0 +1,532 @@
+//! The client half: drives the core's `ClientEndpoint` with sockets, h2 and
+//! timers.
+//!
+//! This module owns the tasks that carry out what the endpoint decides: a
+//! connect task per connection (TCP through the [`Connector`], then the
+//! HTTP/2 handshake), a driver task per connection (h2's connection future
+//! and keepalive pings), a task per stream (request data under h2 flow
+//! control, and the response), and one timer task. They share the endpoint
+//! behind a mutex; after every input, [`ClientShared::update`] executes the
+//! endpoint's outputs and delivers its events to the callers waiting on
+//! them. Nothing here decides which connection to use, when a call is over
+//! or what it returns: the endpoint does.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use async_io::{Async, Timer};
+use bytes::Bytes;
+use event_listener::Event;
+use futures_lite::future;
+use h2::Reason;
+use h2::client::SendRequest;
+use http::Request;
+use raft_grpc_transport::call::ClientTransmit;
+use raft_grpc_transport::client::{CallId, ClientEndpoint, ClientEvent, ClientOutput};
+use raft_grpc_transport::message::{AppendEntriesResponse, RaftResponse};
+use raft_grpc_transport::pool::ConnId;
+use raft_grpc_transport::snapshot::SnapshotProgress;
+use raft_grpc_transport::{Code, Status};
+use smol::Task;
+
+use crate::config::Config;
+use crate::io::H2Io;
+
+/// HTTP/2 REFUSED_STREAM.
+const REFUSED_STREAM: u32 = 0x7;
+
+/// A byte stream to a peer, as the connector makes it.
+pub trait PeerStream:
+    futures_lite::AsyncRead + futures_lite::AsyncWrite + Send + Unpin + 'static
+{
+}
+impl<T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Send + Unpin + 'static> PeerStream
+    for T
+{
+}
+
+/// The future a [`Connector`] returns.
+pub type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Box<dyn PeerStream>>> + Send>>;
+
+/// Opens the byte stream to a peer address; the transport runs HTTP/2 over
+/// it. The default connects with TCP and sets TCP_NODELAY; put TLS or a
+/// custom socket underneath with your own.
+pub type Connector = Arc<dyn Fn(String) -> ConnectFuture + Send + Sync>;
+
+/// The default connector: TCP with TCP_NODELAY.
+pub fn tcp_connector() -> Connector {
+    Arc::new(|peer: String| {
+        Box::pin(async move {
+            let stream = Async::<std::net::TcpStream>::connect(resolve_addr(&peer).await?).await?;
+            stream.get_ref().set_nodelay(true)?;
+            Ok(Box::new(stream) as Box<dyn PeerStream>)
+        }) as ConnectFuture
+    })
+}
+
+pub(crate) async fn resolve_addr(peer: &str) -> io::Result<std::net::SocketAddr> {
+    if let Ok(addr) = peer.parse() {
+        return Ok(addr);
+    }
+    let peer = peer.to_owned();
+    smol::unblock(move || {
+        std::net::ToSocketAddrs::to_socket_addrs(&peer)?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{peer} resolves to no address"),
+                )
+            })
+    })
+    .await
+}
+
+/// A pipeline's waiters.
+pub(crate) struct PipelineWaiters {
+    pub(crate) appended: async_channel::Sender<(u64, Result<AppendEntriesResponse, Status>)>,
+    pub(crate) ready: Arc<Event>,
+}
+
+/// The state the client tasks share.
+pub(crate) struct ClientState {
+    pub(crate) endpoint: ClientEndpoint,
+    conns: HashMap<ConnId, ConnEntry>,
+    streams: HashMap<CallId, Arc<Event>>,
+    pub(crate) calls: HashMap<CallId, async_channel::Sender<Result<RaftResponse, Status>>>,
+    pub(crate) pipelines: HashMap<CallId, PipelineWaiters>,
+    pub(crate) snapshots: HashMap<CallId, Arc<Event>>,
+    pub(crate) progress: HashMap<CallId, SnapshotProgress>,
+}
+
+struct ConnEntry {
+    send: Option<SendRequest<Bytes>>,
+    /// The connect-and-drive task: dropping it closes the connection.
+    _task: Task<()>,
+}
+
+/// The client half of a transport.
+pub(crate) struct ClientShared {
+    state: Mutex<ClientState>,
+    timer: Event,
+    config: Config,
+    connector: Connector,
+    _timer_task: Mutex<Option<Task<()>>>,
+}
+
+impl ClientShared {
+    pub(crate) fn new(config: Config, connector: Connector) -> Arc<ClientShared> {
+        let shared = Arc::new(ClientShared {
+            state: Mutex::new(ClientState {
+                endpoint: ClientEndpoint::new(config.client()),
+                conns: HashMap::new(),
+                streams: HashMap::new(),
+                calls: HashMap::new(),
+                pipelines: HashMap::new(),
+                snapshots: HashMap::new(),
+                progress: HashMap::new(),
+            }),
+            timer: Event::new(),
+            config,
+            connector,
+            _timer_task: Mutex::new(None),
+        });
+        let task = smol::spawn(run_timer(Arc::downgrade(&shared)));
+        *shared._timer_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ClientState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one input on the endpoint, then carries out what it asks.
+    pub(crate) fn update<R>(self: &Arc<Self>, f: impl FnOnce(&mut ClientState, Instant) -> R) -> R {
+        let mut state = self.lock();
+        let result = f(&mut state, Instant::now());
+        self.dispatch(&mut state);
+        drop(state);
+        self.timer.notify(usize::MAX);
+        result
+    }
+
+    /// Reads the state without an input.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&ClientState) -> R) -> R {
+        f(&self.lock())
+    }
+
+    fn dispatch(self: &Arc<Self>, state: &mut ClientState) {
+        loop {
+            let mut progressed = false;
+            while let Some(output) = state.endpoint.poll_output() {
+                progressed = true;
+                match output {
+                    ClientOutput::Connect { conn, peer } => {
+                        let task = smol::spawn(run_connect(self.clone(), conn, peer));
+                        state.conns.insert(
+                            conn,
+                            ConnEntry {
+                                send: None,
+                                _task: task,
+                            },
+                        );
+                    }
+                    ClientOutput::Close { conn } => {
+                        // Dropping the driver task closes the connection.
+                        state.conns.remove(&conn);
+                    }
+                    ClientOutput::OpenStream {
+                        conn,
+                        call,
+                        request,
+                    } => {
+                        let notify = Arc::new(Event::new());
+                        state.streams.insert(call, notify.clone());
+                        match state.conns.get(&conn).and_then(|c| c.send.clone()) {
+                            Some(send) => {
+                                smol::spawn(run_stream(
+                                    self.clone(),
+                                    conn,
+                                    call,
+                                    send,
+                                    request,
+                                    notify,
+                                ))
+                                .detach();
+                            }
+                            None => {
+                                state
+                                    .endpoint
+                                    .stream_reset(call, REFUSED_STREAM, Instant::now())
+                            }
+                        }
+                    }
+                    ClientOutput::Transmit { call } => {
+                        if let Some(notify) = state.streams.get(&call) {
+                            notify.notify(usize::MAX);
+                        }
+                    }
+                }
+            }
+            while let Some(event) = state.endpoint.poll_event() {
+                progressed = true;
+                match event {
+                    ClientEvent::Completed { call, result } => {
+                        state.progress.remove(&call);
+                        if let Some(waiter) = state.calls.remove(&call) {
+                            let _ = waiter.try_send(result);
+                        }
+                        if let Some(wants) = state.snapshots.remove(&call) {
+                            wants.notify(usize::MAX);
+                        }
+                    }
+                    ClientEvent::Appended {
+                        pipeline,
+                        seq,
+                        result,
+                    } => {
+                        if let Some(p) = state.pipelines.get(&pipeline) {
+                            let _ = p.appended.try_send((seq, result));
+                        }
+                    }
+                    ClientEvent::PipelineClosed { pipeline, .. } => {
+                        if let Some(p) = state.pipelines.remove(&pipeline) {
+                            p.appended.close();
+                            p.ready.notify(usize::MAX);
+                        }
+                    }
+                    ClientEvent::PipelineReady { pipeline } => {
+                        if let Some(p) = state.pipelines.get(&pipeline) {
+                            p.ready.notify(usize::MAX);
+                        }
+                    }
+                    ClientEvent::SnapshotWantsData { call } => {
+                        if let Some(wants) = state.snapshots.get(&call) {
+                            wants.notify(usize::MAX);
+                        }
+                    }
+                    ClientEvent::SnapshotProgress { call, progress } => {
+                        state.progress.insert(call, progress);
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        state.streams.retain(|call, notify| {
+            let alive = state.endpoint.has_call(*call);
+            if !alive {
+                notify.notify(usize::MAX);
+            }
+            alive
+        });
+    }
+}
+
+/// Calls `handle_timeout` whenever the endpoint's next deadline passes.
+async fn run_timer(shared: std::sync::Weak<ClientShared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let listener = strong.timer.listen();
+        let deadline = strong.read(|s| s.endpoint.poll_timeout());
+        drop(strong);
+        let fired = match deadline {
+            Some(deadline) => {
+                future::or(
+                    async {
+                        Timer::at(deadline).await;
+                        true
+                    },
+                    async {
+                        listener.await;
+                        false
+                    },
+                )
+                .await
+            }
+            None => {
+                listener.await;
+                false
+            }
+        };
+        if fired {
+            let Some(strong) = shared.upgrade() else {
+                return;
+            };
+            strong.update(|s, now| s.endpoint.handle_timeout(now));
+        }
+    }
+}
+
+/// Opens a connection, then drives it until it ends.
+async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
+    let config = &shared.config;
+    let connect = async {
+        let io = (shared.connector)(peer.clone()).await?;
+        config
+            .h2_client()
+            .handshake::<_, Bytes>(H2Io(io))
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))
+    };
+    let timeout = async {
+        Timer::after(config.connect_timeout).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+    };
+    let (send, mut connection) = match future::or(connect, timeout).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            let status = Status::new(Code::Unavailable, format!("connecting to {peer}: {e}"));
+            shared.update(|s, now| s.endpoint.connect_failed(conn, status, now));
+            return;
+        }
+    };
+    let max_streams = u32::try_from(send.current_max_send_streams()).ok();
+    shared.update(|s, now| {
+        if let Some(entry) = s.conns.get_mut(&conn) {
+            entry.send = Some(send);
+            s.endpoint.connected(conn, max_streams, now);
+        }
+    });
+    let keepalive = connection.ping_pong();
+    let drive = async {
+        match (&mut connection).await {
+            Ok(()) => Status::new(Code::Unavailable, format!("connection to {peer} closed")),
+            Err(e) => Status::new(Code::Unavailable, format!("connection to {peer} lost: {e}")),
+        }
+    };
+    let ping = keepalive_loop(
+        keepalive,
+        config.keepalive_interval,
+        config.keepalive_timeout,
+        &peer,
+    );
+    let status = future::or(drive, ping).await;
+    shared.update(|s, now| {
+        s.conns.remove(&conn);
+        s.endpoint.connection_lost(conn, status, now);
+    });
+}
+
+/// Pings the peer every `interval`; returns when a pong is late.
+async fn keepalive_loop(
+    ping_pong: Option<h2::PingPong>,
+    interval: Option<std::time::Duration>,
+    timeout: std::time::Duration,
+    peer: &str,
+) -> Status {
+    let (Some(mut ping_pong), Some(interval)) = (ping_pong, interval) else {
+        return future::pending().await;
+    };
+    loop {
+        Timer::after(interval).await;
+        let pong = async { ping_pong.ping(h2::Ping::opaque()).await.is_ok() };
+        let late = async {
+            Timer::after(timeout).await;
+            false
+        };
+        if !future::or(pong, late).await {
+            return Status::new(Code::Unavailable, format!("keepalive to {peer} timed out"));
+        }
+    }
+}
+
+/// What the stream's h2 error means for the call.
+fn report_h2_error(shared: &Arc<ClientShared>, conn: ConnId, call: CallId, error: &h2::Error) {
+    shared.update(|s, now| {
+        if error.is_go_away() {
+            s.endpoint.goaway(conn, now);
+            s.endpoint.stream_reset(call, REFUSED_STREAM, now);
+        } else if let Some(reason) = error.reason() {
+            s.endpoint.stream_reset(call, reason.into(), now);
+        } else {
+            let status = Status::new(Code::Unavailable, format!("connection lost: {error}"));
+            s.endpoint.connection_lost(conn, status, now);
+        }
+    });
+}
+
+/// Runs one call's stream: the request under flow control, and the
+/// response.
+async fn run_stream(
+    shared: Arc<ClientShared>,
+    conn: ConnId,
+    call: CallId,
+    send_request: SendRequest<Bytes>,
+    request: Request<()>,
+    notify: Arc<Event>,
+) {
+    let opened = async { send_request.ready().await?.send_request(request, false) }.await;
+    let (response, send) = match opened {
+        Ok(pair) => pair,
+        Err(e) => {
+            if e.is_go_away() || e.reason().is_none() {
+                shared.update(|s, now| {
+                    s.endpoint.goaway(conn, now);
+                    s.endpoint.stream_reset(call, REFUSED_STREAM, now);
+                });
+            } else {
+                report_h2_error(&shared, conn, call, &e);
+            }
+            return;
+        }
+    };
+    let sending = send_loop(&shared, call, send, &notify);
+    let receiving = async {
+        receive(&shared, conn, call, response).await;
+        notify.notify(usize::MAX);
+    };
+    future::zip(sending, receiving).await;
+}
+
+async fn send_loop(
+    shared: &Arc<ClientShared>,
+    call: CallId,
+    mut send: h2::SendStream<Bytes>,
+    notify: &Event,
+) {
+    loop {
+        let listener = notify.listen();
+        let wanted = shared.read(|s| s.endpoint.send_wanted(call));
+        if wanted > 0 {
+            send.reserve_capacity(wanted);
+        }
+        let capacity = send.capacity();
+        let mut transmits = Vec::new();
+        let alive = shared.update(|s, now| {
+            while let Some(t) =
+                s.endpoint
+                    .poll_transmit(call, capacity.saturating_sub(sent_len(&transmits)), now)
+            {
+                transmits.push(t);
+            }
+            s.endpoint.has_call(call)
+        });
+        for transmit in transmits {
+            match transmit {
+                ClientTransmit::Data {
+                    data,
+                    end_of_stream,
+                } => {
+                    if send.send_data(data, end_of_stream).is_err() || end_of_stream {
+                        return;
+                    }
+                }
+                ClientTransmit::Reset(code) => {
+                    send.send_reset(Reason::from(code));
+                    return;
+                }
+            }
+        }
+        if !alive {
+            return;
+        }
+        let more = shared.read(|s| s.endpoint.send_wanted(call));
+        if more > 0 {
+            // Wait for capacity, or for something else to do.
+            let capacity = future::poll_fn(|cx| send.poll_capacity(cx));
+            let woken = async {
+                listener.await;
+                None
+            };
+            if let Some(Err(_)) = future::or(capacity, woken).await {
+                return;
+            }
+        } else {
+            listener.await;
+        }
+    }
+}
+
+fn sent_len(transmits: &[ClientTransmit]) -> usize {
+    transmits
+        .iter()
+        .map(|t| match t {
+            ClientTransmit::Data { data, .. } => data.len(),
+            ClientTransmit::Reset(_) => 0,
+        })
+        .sum()
+}
+
+async fn receive(
+    shared: &Arc<ClientShared>,
+    conn: ConnId,
+    call: CallId,
+    response: h2::client::ResponseFuture,
+) {
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) => return report_h2_error(shared, conn, call, &e),
+    };
+    let (parts, mut body) = response.into_parts();
+    let end = body.is_end_stream();
+    shared.update(|s, now| s.endpoint.response_head(call, &parts, end, now));
+    if end {
+        return;
+    }
+    loop {
+        match body.data().await {
+            Some(Ok(data)) => {
+                let n = data.len();
+                shared.update(|s, now| s.endpoint.response_data(call, data, now));
+                let _ = body.flow_control().release_capacity(n);
+            }
+            Some(Err(e)) => return report_h2_error(shared, conn, call, &e),
+            None => break,
+        }
+    }
+    match body.trailers().await {
+        Ok(Some(trailers)) => {
+            shared.update(|s, now| s.endpoint.response_trailers(call, &trailers, now))
+        }
+        Ok(None) => shared.update(|s, now| s.endpoint.response_end(call, now)),
+        Err(e) => report_h2_error(shared, conn, call, &e),
+    }
+}

@@ -1,0 +1,140 @@
+//! Configuration of a [`GrpcTransport`](crate::GrpcTransport), with its
+//! documented defaults, and how it maps onto the core's and h2's settings.
+
+use std::time::Duration;
+
+use raft_grpc_transport::call::ServerConfig;
+use raft_grpc_transport::client::ClientConfig;
+use raft_grpc_transport::framing::{DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN};
+use raft_grpc_transport::pipeline::DEFAULT_MAX_IN_FLIGHT;
+use raft_grpc_transport::pool::{Backoff, PoolConfig};
+use raft_grpc_transport::snapshot::{DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT_SCALE};
+
+/// Everything a [`GrpcTransport`](crate::GrpcTransport) can be tuned with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Connections per peer (default 3). Heartbeats, votes and TimeoutNow
+    /// use the first, snapshots the last, replication the ones between
+    /// (see `raft_grpc_transport::pool`).
+    pub pool_size: usize,
+    /// Deadline of an RPC (default 10 s); InstallSnapshot scales it by size.
+    pub rpc_timeout: Duration,
+    /// Bytes per extra `rpc_timeout` for InstallSnapshot (default 256 KiB).
+    pub snapshot_timeout_scale: u64,
+    /// Snapshot data per message (default 1 MiB, cut to fit the send limit).
+    pub snapshot_chunk_size: usize,
+    /// A snapshot that makes no progress for this long fails (default 30 s
+    /// sending, twice that receiving).
+    pub snapshot_stall_timeout: Duration,
+    /// Largest message sent (default 4 MiB: what grpc-go accepts).
+    pub max_send_message_len: usize,
+    /// Largest message accepted (default 4 MiB).
+    pub max_recv_message_len: usize,
+    /// Payloads at least this long reach h2 without a copy (default 16 KiB).
+    pub zero_copy_min: usize,
+    /// Requests in flight on one pipeline (default 64).
+    pub pipeline_window: usize,
+    /// HTTP/2 initial stream window (default 1 MiB).
+    pub stream_window: u32,
+    /// HTTP/2 connection window (default 16 MiB).
+    pub connection_window: u32,
+    /// HTTP/2 SETTINGS_MAX_FRAME_SIZE (default 1 MiB; h2's default is 16 KiB,
+    /// which cuts large messages into many frames).
+    pub max_frame_size: u32,
+    /// Streams a peer may open on one of our connections (default 1024).
+    pub max_concurrent_streams: u32,
+    /// Send an HTTP/2 PING on an idle connection this often (default 10 s;
+    /// `None` disables keepalive).
+    pub keepalive_interval: Option<Duration>,
+    /// A PING unanswered for this long closes the connection (default 20 s).
+    pub keepalive_timeout: Duration,
+    /// A connect (TCP and HTTP/2 handshake) not done by then fails
+    /// (default 5 s).
+    pub connect_timeout: Duration,
+    /// Reconnect backoff after a failed connect.
+    pub backoff: Backoff,
+    /// Incoming RPCs the consumer queue holds before senders wait
+    /// (default 64).
+    pub consumer_queue: usize,
+    /// Seed of the backoff jitter.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pool_size: 3,
+            rpc_timeout: Duration::from_secs(10),
+            snapshot_timeout_scale: DEFAULT_TIMEOUT_SCALE,
+            snapshot_chunk_size: DEFAULT_CHUNK_SIZE,
+            snapshot_stall_timeout: Duration::from_secs(30),
+            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_recv_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            zero_copy_min: DEFAULT_ZERO_COPY_MIN,
+            pipeline_window: DEFAULT_MAX_IN_FLIGHT,
+            stream_window: 1 << 20,
+            connection_window: 16 << 20,
+            max_frame_size: 1 << 20,
+            max_concurrent_streams: 1024,
+            keepalive_interval: Some(Duration::from_secs(10)),
+            keepalive_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(5),
+            backoff: Backoff::default(),
+            consumer_queue: 64,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl Config {
+    /// The core's client configuration.
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig {
+            pool: PoolConfig {
+                slots_per_peer: self.pool_size,
+                backoff: self.backoff,
+                connect_timeout: self.connect_timeout,
+                seed: self.seed,
+            },
+            rpc_timeout: self.rpc_timeout,
+            max_send_message_len: self.max_send_message_len,
+            max_recv_message_len: self.max_recv_message_len,
+            zero_copy_min: self.zero_copy_min,
+            pipeline_window: self.pipeline_window,
+            snapshot_chunk_size: self.snapshot_chunk_size,
+            snapshot_timeout_scale: self.snapshot_timeout_scale,
+            snapshot_stall_timeout: self.snapshot_stall_timeout,
+        }
+    }
+
+    /// The core's server configuration.
+    pub fn server(&self) -> ServerConfig {
+        ServerConfig {
+            max_request_len: self.max_recv_message_len,
+            max_response_len: self.max_send_message_len,
+            snapshot_stall_timeout: Some(self.snapshot_stall_timeout * 2),
+        }
+    }
+
+    pub(crate) fn h2_client(&self) -> h2::client::Builder {
+        let mut builder = h2::client::Builder::new();
+        builder
+            .initial_window_size(self.stream_window)
+            .initial_connection_window_size(self.connection_window)
+            .max_frame_size(self.max_frame_size)
+            .max_send_buffer_size(self.max_frame_size as usize)
+            .enable_push(false);
+        builder
+    }
+
+    pub(crate) fn h2_server(&self) -> h2::server::Builder {
+        let mut builder = h2::server::Builder::new();
+        builder
+            .initial_window_size(self.stream_window)
+            .initial_connection_window_size(self.connection_window)
+            .max_frame_size(self.max_frame_size)
+            .max_send_buffer_size(self.max_frame_size as usize)
+            .max_concurrent_streams(self.max_concurrent_streams);
+        builder
+    }
+}
