@@ -308,6 +308,7 @@ async fn run_timer(shared: std::sync::Weak<ClientShared>) {
 /// Opens a connection, then drives it until it ends.
 async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
     let config = &shared.config;
+    let deadline = Instant::now() + config.connect_timeout;
     let connect = async {
         let io = (shared.connector)(peer.clone()).await?;
         config
@@ -316,18 +317,38 @@ async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
             .await
             .map_err(|e| io::Error::other(e.to_string()))
     };
-    let timeout = async {
-        Timer::after(config.connect_timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+    let failed = |e: io::Error| {
+        let status = Status::new(Code::Unavailable, format!("connecting to {peer}: {e}"));
+        shared.update(|s, now| s.endpoint.connect_failed(conn, status, now));
     };
-    let (send, mut connection) = match future::or(connect, timeout).await {
+    let (send, mut connection) = match future::or(connect, expire(deadline)).await {
         Ok(pair) => pair,
-        Err(e) => {
-            let status = Status::new(Code::Unavailable, format!("connecting to {peer}: {e}"));
-            shared.update(|s, now| s.endpoint.connect_failed(conn, status, now));
-            return;
+        Err(e) => return failed(e),
+    };
+    // h2's handshake ends once our preface is written. One PING round trip
+    // proves the peer speaks HTTP/2 (its SETTINGS come first, so the stream
+    // limit read next is the peer's).
+    let mut ping_pong = connection.ping_pong();
+    let proven = async {
+        match &mut ping_pong {
+            Some(ping_pong) => ping_pong
+                .ping(h2::Ping::opaque())
+                .await
+                .map(drop)
+                .map_err(|e| io::Error::other(e.to_string())),
+            None => Ok(()),
         }
     };
+    let ended = async {
+        let result = (&mut connection).await;
+        Err(io::Error::other(match result {
+            Ok(()) => "the peer closed the connection".to_owned(),
+            Err(e) => e.to_string(),
+        }))
+    };
+    if let Err(e) = future::or(proven, future::or(ended, expire(deadline))).await {
+        return failed(e);
+    }
     let max_streams = u32::try_from(send.current_max_send_streams()).ok();
     shared.update(|s, now| {
         if let Some(entry) = s.conns.get_mut(&conn) {
@@ -335,7 +356,6 @@ async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
             s.endpoint.connected(conn, max_streams, now);
         }
     });
-    let keepalive = connection.ping_pong();
     let drive = async {
         match (&mut connection).await {
             Ok(()) => Status::new(Code::Unavailable, format!("connection to {peer} closed")),
@@ -343,7 +363,7 @@ async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
         }
     };
     let ping = keepalive_loop(
-        keepalive,
+        ping_pong,
         config.keepalive_interval,
         config.keepalive_timeout,
         &peer,
@@ -353,6 +373,12 @@ async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
         s.conns.remove(&conn);
         s.endpoint.connection_lost(conn, status, now);
     });
+}
+
+/// Fails with "connect timed out" at `deadline`.
+async fn expire<T>(deadline: Instant) -> io::Result<T> {
+    Timer::at(deadline).await;
+    Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
 }
 
 /// Pings the peer every `interval`; returns when a pong is late.
@@ -432,6 +458,9 @@ async fn send_loop(
     mut send: h2::SendStream<Bytes>,
     notify: &Event,
 ) {
+    // h2 says `None` once the stream can send no more (the peer closed or
+    // reset it): from then on, only the listener or a reset can wake us.
+    let mut capacity_may_grow = true;
     loop {
         let listener = notify.listen();
         let wanted = shared.read(|s| s.endpoint.send_wanted(call));
@@ -469,19 +498,35 @@ async fn send_loop(
             return;
         }
         let more = shared.read(|s| s.endpoint.send_wanted(call));
-        if more > 0 {
+        if more > 0 && capacity_may_grow {
             // Wait for capacity, or for something else to do.
             let capacity = future::poll_fn(|cx| send.poll_capacity(cx));
             let woken = async {
                 listener.await;
-                None
+                Some(Ok(usize::MAX))
             };
-            if let Some(Err(_)) = future::or(capacity, woken).await {
-                return;
+            match future::or(capacity, woken).await {
+                Some(Ok(0)) | None => capacity_may_grow = false,
+                Some(Ok(_)) => {}
+                Some(Err(_)) => return,
             }
         } else {
-            listener.await;
+            // Nothing to send, or no capacity to come (the peer closed its
+            // side): wait to be told, or for the peer to reset the stream.
+            let reset = async {
+                let _ = future::poll_fn(|cx| send.poll_reset(cx)).await;
+                true
+            };
+            let woken = async {
+                listener.await;
+                false
+            };
+            if future::or(reset, woken).await && !shared.read(|s| s.endpoint.has_call(call)) {
+                return;
+            }
         }
+        // Let the response side of this task run.
+        future::yield_now().await;
     }
 }
 

@@ -285,7 +285,22 @@ impl GrpcTransport {
                 continue;
             }
             let mut buf = BytesMut::zeroed(read_size);
-            match data.read(&mut buf).await {
+            // The call may end (the peer failed it, a deadline passed) while
+            // the source is slow: stop reading then.
+            let read = async { Some(data.read(&mut buf).await) };
+            let over = async {
+                loop {
+                    let listener = wants.listen();
+                    if !client.read(|s| s.calls.contains_key(&call)) {
+                        return None;
+                    }
+                    listener.await;
+                }
+            };
+            let Some(read) = futures_lite::future::or(read, over).await else {
+                break;
+            };
+            match read {
                 Ok(0) => {
                     client.update(|s, now| s.endpoint.snapshot_end(call, now));
                     break;

@@ -119,6 +119,7 @@ pub(crate) async fn serve_connection(shared: Arc<ServerShared>, io: impl PeerStr
 }
 
 enum Wake {
+    Shutdown,
     Data(Option<Result<Bytes, h2::Error>>),
     Answer(Answer),
     Reset(Result<h2::Reason, h2::Error>),
@@ -154,6 +155,7 @@ async fn serve_stream(
     let mut feed: Option<SnapshotFeed> = None;
     let mut send: Option<SendStream<Bytes>> = None;
     let mut body_done = false;
+    let mut shutdown_handled = false;
     loop {
         // Listen before looking, so that room made meanwhile is not missed.
         let room = feed.as_ref().map(|f| f.room.listen());
@@ -196,6 +198,7 @@ async fn serve_stream(
         }
         // 3. Wait for the next input.
         let now = Instant::now();
+        let shutdown = shared.shutdown.listen();
         let deadline = call.poll_timeout();
         let wants_data = call.wants_data() && !body_done;
         let want_capacity = send.is_some() && call.send_wanted() > 0;
@@ -242,8 +245,17 @@ async fn serve_stream(
                 None => Wake::Reset(future::poll_fn(|cx| respond.poll_reset(cx)).await),
             }
         };
+        let shutdown = async {
+            if shutdown_handled {
+                return future::pending().await;
+            }
+            if !shared.is_closed() {
+                shutdown.await;
+            }
+            Wake::Shutdown
+        };
         let wake = future::or(
-            future::or(data, answer),
+            future::or(future::or(data, answer), shutdown),
             future::or(future::or(timer, room), stream_events),
         )
         .await;
@@ -275,6 +287,16 @@ async fn serve_stream(
                 }
             }
             Wake::Timer => call.handle_timeout(now),
+            Wake::Shutdown => {
+                shutdown_handled = true;
+                // Answer now rather than wait for an application that is
+                // going away; a snapshot reader gets the error too.
+                let _ = call.respond_error(Status::new(Code::Unavailable, "transport shut down"));
+                if let Some(f) = feed.take() {
+                    *f.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Status::new(Code::Unavailable, "transport shut down"));
+                }
+            }
             Wake::Room | Wake::Capacity => {}
         }
     }

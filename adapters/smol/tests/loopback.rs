@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_lite::AsyncReadExt;
 use futures_lite::future::block_on;
 use raft_grpc_transport::message::*;
 use raft_grpc_transport_smol::{Config, GrpcTransport};
@@ -171,5 +172,538 @@ fn every_rpc_kind() {
         client.close().await;
         server.close().await;
         let _ = Duration::ZERO;
+    });
+}
+
+fn header(name: &str) -> RpcHeader {
+    RpcHeader::new(3, name.to_owned(), "127.0.0.1:0")
+}
+
+fn append(index: u64, size: usize) -> AppendEntriesRequest {
+    AppendEntriesRequest {
+        header: header("client"),
+        term: 3,
+        prev_log_entry: index - 1,
+        entries: vec![Log::command(index, 3, Bytes::from(vec![index as u8; size]))],
+        ..Default::default()
+    }
+}
+
+fn heartbeat() -> AppendEntriesRequest {
+    AppendEntriesRequest {
+        header: RpcHeader::new(3, "leader", "10.0.0.1:7000"),
+        term: 3,
+        ..Default::default()
+    }
+}
+
+async fn served(config: Config) -> GrpcTransport {
+    let server = GrpcTransport::bind("127.0.0.1:0", config).await.unwrap();
+    serve(&server).await;
+    server
+}
+
+fn client(config: Config) -> GrpcTransport {
+    GrpcTransport::builder("client", config).build()
+}
+
+#[test]
+fn ten_thousand_pipelined_appends_complete_in_order() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let client = client(Config::default());
+        let pipeline = client
+            .append_entries_pipeline(server.local_addr())
+            .await
+            .unwrap();
+        let sender = async {
+            for i in 1..=10_000u64 {
+                assert_eq!(pipeline.append(&append(i, 64)).await.unwrap(), i - 1);
+            }
+        };
+        let receiver = async {
+            for i in 0..10_000u64 {
+                let (seq, result) = pipeline.next().await.unwrap();
+                assert_eq!(seq, i);
+                assert_eq!(result.unwrap().last_log, i + 1);
+            }
+        };
+        futures_lite::future::zip(sender, receiver).await;
+        pipeline.close();
+        assert!(pipeline.next().await.is_none(), "nothing after close");
+        client.close().await;
+        server.close().await;
+    });
+}
+
+#[test]
+fn concurrent_callers_spread_over_the_replication_slots() {
+    block_on(async {
+        // Count the connections the server accepts.
+        let listener = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let addr = listener.get_ref().local_addr().unwrap().to_string();
+        let server = GrpcTransport::builder(addr.clone(), Config::default()).build();
+        serve(&server).await;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, a) = (server.clone(), accepted.clone());
+        smol::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                s.serve_connection(stream);
+            }
+        })
+        .detach();
+
+        let config = Config {
+            pool_size: 5,
+            ..Config::default()
+        };
+        let client = client(config);
+        let calls: Vec<_> = (1..=60u64)
+            .map(|i| client.append_entries(&addr, append(i, 1000)))
+            .collect();
+        for result in futures_lite::future::block_on(async {
+            let mut out = Vec::new();
+            for c in calls {
+                out.push(c.await);
+            }
+            out
+        }) {
+            assert!(result.unwrap().success);
+        }
+        client.append_entries(&addr, heartbeat()).await.unwrap();
+        // Replication uses slots 1, 2 and 3; heartbeats slot 0.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+        client.close().await;
+        server.close().await;
+    });
+}
+
+#[test]
+fn heartbeat_handler_answers_while_the_consumer_installs_a_snapshot() {
+    block_on(async {
+        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+            .await
+            .unwrap();
+        server.set_heartbeat_handler(Some(std::sync::Arc::new(
+            |request: &AppendEntriesRequest| {
+                Ok(AppendEntriesResponse {
+                    term: request.term,
+                    success: true,
+                    ..Default::default()
+                })
+            },
+        )));
+        // A consumer that reads the snapshot slowly: 8 MiB at 1 MiB per 100 ms.
+        let consumer = server.consumer();
+        smol::spawn(async move {
+            while let Some(mut rpc) = consumer.recv().await {
+                let mut reader = rpc.snapshot.take().unwrap();
+                let mut received = 0u64;
+                while let Some(chunk) = reader.chunk().await.unwrap() {
+                    received += chunk.len() as u64;
+                    async_io::Timer::after(
+                        Duration::from_millis(100) * (chunk.len() as u32) / (1 << 20),
+                    )
+                    .await;
+                }
+                rpc.respond(Ok(RaftResponse::InstallSnapshot(InstallSnapshotResponse {
+                    success: received == 8 << 20,
+                    ..Default::default()
+                })));
+            }
+        })
+        .detach();
+        let client = client(Config::default());
+        let target = server.local_addr().to_owned();
+        let snapshot = client.install_snapshot(
+            &target,
+            InstallSnapshotRequest {
+                term: 3,
+                size: 8 << 20,
+                ..Default::default()
+            },
+            futures_lite::io::Cursor::new(vec![1u8; 8 << 20]),
+        );
+        let heartbeats = async {
+            async_io::Timer::after(Duration::from_millis(100)).await;
+            let mut worst = Duration::ZERO;
+            for _ in 0..20 {
+                let start = std::time::Instant::now();
+                assert!(
+                    client
+                        .append_entries(&target, heartbeat())
+                        .await
+                        .unwrap()
+                        .success
+                );
+                worst = worst.max(start.elapsed());
+                async_io::Timer::after(Duration::from_millis(20)).await;
+            }
+            worst
+        };
+        let (snapshot, worst) = futures_lite::future::zip(snapshot, heartbeats).await;
+        assert!(snapshot.unwrap().success);
+        // The snapshot takes about 800 ms; a heartbeat waits for none of it.
+        assert!(
+            worst < Duration::from_millis(100),
+            "worst heartbeat {worst:?}"
+        );
+        client.close().await;
+        server.close().await;
+    });
+}
+
+#[test]
+fn deadline_exceeded_and_the_server_keeps_serving() {
+    block_on(async {
+        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+            .await
+            .unwrap();
+        let consumer = server.consumer();
+        // Holds every request without answering, except TimeoutNow.
+        smol::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(rpc) = consumer.recv().await {
+                if let RaftRequest::TimeoutNow(_) = rpc.request {
+                    rpc.respond(Ok(RaftResponse::TimeoutNow(TimeoutNowResponse::default())));
+                } else {
+                    held.push(rpc);
+                }
+            }
+        })
+        .detach();
+        let config = Config {
+            rpc_timeout: Duration::from_millis(300),
+            ..Config::default()
+        };
+        let client = client(config);
+        let start = std::time::Instant::now();
+        let err = client
+            .request_vote(server.local_addr(), RequestVoteRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), raft_grpc_transport::Code::DeadlineExceeded);
+        assert!(
+            start.elapsed() >= Duration::from_millis(300)
+                && start.elapsed() < Duration::from_secs(2)
+        );
+        client
+            .timeout_now(server.local_addr(), TimeoutNowRequest::default())
+            .await
+            .unwrap();
+        client.close().await;
+        server.close().await;
+    });
+}
+
+#[test]
+fn oversized_messages_are_resource_exhausted() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        // Refused locally: over our own send limit.
+        let client = client(Config::default());
+        let err = client
+            .append_entries(server.local_addr(), append(1, 5 << 20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), raft_grpc_transport::Code::ResourceExhausted);
+        // Refused by the peer: over its receive limit.
+        let big = client_with_send_limit(16 << 20);
+        let err = big
+            .append_entries(server.local_addr(), append(1, 5 << 20))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            raft_grpc_transport::Code::ResourceExhausted,
+            "{err}"
+        );
+        // Both keep working.
+        assert!(
+            client
+                .append_entries(server.local_addr(), append(1, 10))
+                .await
+                .unwrap()
+                .success
+        );
+        assert!(
+            big.append_entries(server.local_addr(), append(1, 10))
+                .await
+                .unwrap()
+                .success
+        );
+        client.close().await;
+        big.close().await;
+        server.close().await;
+    });
+}
+
+fn client_with_send_limit(limit: usize) -> GrpcTransport {
+    client(Config {
+        max_send_message_len: limit,
+        ..Config::default()
+    })
+}
+
+#[test]
+fn garbage_on_the_port_drops_that_connection_only() {
+    use std::io::{Read, Write};
+    block_on(async {
+        let server = served(Config::default()).await;
+        let addr = server.local_addr().to_owned();
+        let garbage = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nthis is not HTTP/2 at all");
+            let mut buf = [0u8; 1024];
+            // The server closes the connection (EOF or reset), not hang.
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        });
+        let client = client(Config::default());
+        assert!(
+            client
+                .append_entries(server.local_addr(), append(1, 10))
+                .await
+                .unwrap()
+                .success
+        );
+        garbage.join().unwrap();
+        assert!(
+            client
+                .append_entries(server.local_addr(), append(2, 10))
+                .await
+                .unwrap()
+                .success
+        );
+        client.close().await;
+        server.close().await;
+    });
+}
+
+#[test]
+fn server_closed_while_calls_are_pending() {
+    block_on(async {
+        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+            .await
+            .unwrap();
+        let consumer = server.consumer();
+        // Never answers.
+        smol::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(rpc) = consumer.recv().await {
+                held.push(rpc);
+            }
+        })
+        .detach();
+        let client = client(Config::default());
+        let target = server.local_addr().to_owned();
+        let pending = async {
+            let a = client.request_vote(&target, RequestVoteRequest::default());
+            let b = client.append_entries(&target, append(1, 10));
+            futures_lite::future::zip(a, b).await
+        };
+        let closer = async {
+            async_io::Timer::after(Duration::from_millis(200)).await;
+            server.close().await;
+        };
+        let start = std::time::Instant::now();
+        let ((a, b), ()) = futures_lite::future::zip(pending, closer).await;
+        assert!(a.is_err() && b.is_err(), "{a:?} {b:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "calls failed in {:?}",
+            start.elapsed()
+        );
+        client.close().await;
+    });
+}
+
+#[test]
+fn closed_transport_fails_calls_at_once() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let client = client(Config::default());
+        assert!(
+            client
+                .append_entries(server.local_addr(), append(1, 10))
+                .await
+                .is_ok()
+        );
+        client.close().await;
+        client.close().await;
+        let err = client
+            .append_entries(server.local_addr(), append(2, 10))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            raft_grpc_transport::transport::TransportError::Shutdown
+        );
+        let err = client
+            .append_entries_pipeline(server.local_addr())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            raft_grpc_transport::transport::TransportError::Shutdown
+        );
+        server.close().await;
+        assert!(
+            server.consumer().recv().await.is_none(),
+            "the consumer ends"
+        );
+    });
+}
+
+#[test]
+fn peer_restart_mid_pipeline_and_mid_snapshot() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let addr = server.local_addr().to_owned();
+        let client = client(Config::default());
+        let pipeline = client.append_entries_pipeline(&addr).await.unwrap();
+        for i in 1..=20u64 {
+            pipeline.append(&append(i, 1000)).await.unwrap();
+        }
+        // A snapshot whose source stalls after 1 MiB, so the restart hits it
+        // mid-stream.
+        let source = futures_lite::io::Cursor::new(vec![2u8; 1 << 20]).chain(SlowTail);
+        let snapshot = client.install_snapshot(
+            &addr,
+            InstallSnapshotRequest {
+                term: 3,
+                size: 4 << 20,
+                ..Default::default()
+            },
+            source,
+        );
+        let restart = async {
+            async_io::Timer::after(Duration::from_millis(200)).await;
+            server.close().await;
+            let again = GrpcTransport::bind(&addr, Config::default()).await.unwrap();
+            serve(&again).await;
+            again
+        };
+        let (snapshot, again) = futures_lite::future::zip(snapshot, restart).await;
+        assert!(snapshot.is_err(), "the snapshot fails: {snapshot:?}");
+        // Every append completes exactly once, in order, and the pipeline ends.
+        let mut seqs = Vec::new();
+        while let Some((seq, _)) = pipeline.next().await {
+            seqs.push(seq);
+        }
+        assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+        // The next call reconnects.
+        let mut ok = false;
+        for _ in 0..50 {
+            if client.append_entries(&addr, append(21, 10)).await.is_ok() {
+                ok = true;
+                break;
+            }
+            async_io::Timer::after(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "a call after the restart succeeds");
+        client.close().await;
+        again.close().await;
+    });
+}
+
+/// A source that never ends: each read waits 10 s.
+struct SlowTail;
+
+impl futures_lite::AsyncRead for SlowTail {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        _buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn runs_under_any_executor() {
+    // smol's own executor.
+    smol::block_on(async {
+        let server = served(Config::default()).await;
+        let client = client(Config::default());
+        assert!(
+            client
+                .append_entries(server.local_addr(), append(1, 10))
+                .await
+                .unwrap()
+                .success
+        );
+    });
+    // A bare block_on.
+    futures_lite::future::block_on(async {
+        let server = served(Config::default()).await;
+        let client = client(Config::default());
+        assert!(
+            client
+                .request_vote(server.local_addr(), RequestVoteRequest::default())
+                .await
+                .unwrap()
+                .granted
+        );
+    });
+    // Inside a tokio runtime, from several tokio tasks at once.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = served(Config::default()).await;
+        let client = client(Config::default());
+        let mut tasks = Vec::new();
+        for i in 1..=8u64 {
+            let (client, target) = (client.clone(), server.local_addr().to_owned());
+            tasks.push(tokio::spawn(async move {
+                client.append_entries(&target, append(i, 100)).await
+            }));
+        }
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().success);
+        }
+    });
+}
+
+#[test]
+fn a_peer_that_never_speaks_http2_fails_the_connect() {
+    block_on(async {
+        // Accepts TCP, then says nothing.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        let held = std::thread::spawn(move || {
+            let conn = silent.accept();
+            std::thread::sleep(Duration::from_millis(600));
+            drop(conn);
+        });
+        let config = Config {
+            connect_timeout: Duration::from_millis(300),
+            ..Config::default()
+        };
+        let client = client(config);
+        let start = std::time::Instant::now();
+        let err = client
+            .request_vote(&addr, RequestVoteRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), raft_grpc_transport::Code::Unavailable, "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "failed after {:?}",
+            start.elapsed()
+        );
+        client.close().await;
+        held.join().unwrap();
     });
 }

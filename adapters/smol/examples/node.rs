@@ -1,0 +1,603 @@
+//! `node`: a diagnostic Raft node and client for the gRPC transport, in the
+//! spirit of grpcurl.
+//!
+//! It serves the Raft service with a reference responder, or calls a Raft
+//! node (this one, another build of this transport, or a Go node running
+//! hashicorp/raft with `raft-grpc-transport`) and prints what comes back.
+//!
+//! ```text
+//! cargo run -p raft-grpc-transport-smol --example node -- serve --listen 127.0.0.1:7000 --id n1
+//! cargo run -p raft-grpc-transport-smol --example node -- call --target 127.0.0.1:7000 --rpc append-entries --entries 3
+//! ```
+//!
+//! # `node serve --listen ADDR [--id ID]`
+//!
+//! Binds `ADDR` (port 0 picks a free port), prints `listening on ADDR` with
+//! the bound address on stdout once connections are accepted, then serves
+//! until killed. Every response's header carries protocol version 3, the
+//! node's ID (`--id`, default `node`) and its bound address. It answers:
+//!
+//! * AppendEntries (unary, pipelined, and heartbeats): success, the
+//!   request's term, `last_log` = index of the last entry sent, or
+//!   `prev_log_entry` when there is none;
+//! * RequestVote and RequestPreVote: granted, the request's term;
+//! * InstallSnapshot: reads all the data; success when exactly the declared
+//!   size arrived intact, with the request's term;
+//! * TimeoutNow: an empty response.
+//!
+//! RPCs are answered concurrently (a snapshot being received does not hold
+//! up heartbeats or votes).
+//!
+//! # `node call --target ADDR --rpc RPC [options]`
+//!
+//! Makes the call(s) from a client transport that listens on nothing, and
+//! prints one JSON object per response on its own line, with the protobuf
+//! field names in the protobuf's field order:
+//!
+//! ```text
+//! {"header":{"protocol_version":3,"id":"n1","addr":"127.0.0.1:7000"},"term":1,"last_log":3,"success":true,"no_retry_backoff":false}
+//! ```
+//!
+//! or, for a call that failed, its gRPC status code's canonical name and
+//! message:
+//!
+//! ```text
+//! {"error":{"code":"UNAVAILABLE","message":"..."}}
+//! ```
+//!
+//! Bytes fields (the header's `id` and `addr`, RequestVoteResponse's
+//! `peers`) are printed as JSON strings of the bytes decoded as UTF-8, with
+//! invalid sequences replaced by U+FFFD. The exit code is 0 when every call
+//! succeeded, 1 when any failed, and 2 for a usage error.
+//!
+//! `RPC` is one of:
+//!
+//! * `append-entries`: one AppendEntries carrying `--entries N` (default 1)
+//!   entries numbered 1..=N of `--entry-size BYTES` (default 16) each, after
+//!   `prev_log_entry` 0. With 0 entries it is a heartbeat.
+//! * `request-vote`, `request-pre-vote`, `timeout-now`: one call.
+//! * `install-snapshot`: streams `--snapshot-size BYTES` (default 1 MiB) of
+//!   generated data, never holding more than a chunk of it in memory.
+//! * `pipeline`: opens an AppendEntries pipeline and sends `--count M`
+//!   (default 10) appends, append k carrying one entry of index k (of
+//!   `--entry-size` bytes) after `prev_log_entry` k-1; prints the M
+//!   responses in order as they complete.
+//!
+//! `--count M` (default 1, except for `pipeline`) repeats a unary call M
+//! times, one line each. `--term T` (default 1) is the term of every
+//! request. Options that an RPC does not use are accepted and ignored.
+//!
+//! Everything runs under `futures_lite::future::block_on`; the transport's
+//! own tasks run on smol's global executor.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use futures_lite::future::{self, block_on};
+use futures_lite::{AsyncReadExt, io};
+use raft_grpc_transport::message::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    Log, RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse,
+    RequestVoteRequest, RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
+};
+use raft_grpc_transport::transport::TransportError;
+use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline, Rpc};
+
+const USAGE: &str = "\
+usage:
+  node serve --listen ADDR [--id ID]
+  node call --target ADDR --rpc RPC [--entries N] [--entry-size BYTES]
+            [--count M] [--snapshot-size BYTES] [--term T]
+
+RPC: append-entries | request-vote | request-pre-vote | timeout-now
+     | install-snapshot | pipeline
+
+serve prints `listening on ADDR` and serves a reference responder until
+killed. call prints one JSON object per response (or
+{\"error\":{\"code\":...,\"message\":...}}) per line; exit code 1 if any call
+failed, 2 on a usage error.";
+
+/// The Raft protocol version every header carries.
+const PROTOCOL_VERSION: i64 = 3;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args) {
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Serve { listen, id }) => block_on(serve(&listen, &id)),
+        Ok(Command::Call(call)) => block_on(run_call(&call)),
+        Err(message) => {
+            eprintln!("node: {message}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- arguments
+
+enum Command {
+    Help,
+    Serve { listen: String, id: String },
+    Call(Call),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RpcKind {
+    AppendEntries,
+    RequestVote,
+    RequestPreVote,
+    TimeoutNow,
+    InstallSnapshot,
+    Pipeline,
+}
+
+impl RpcKind {
+    fn from_name(name: &str) -> Option<RpcKind> {
+        Some(match name {
+            "append-entries" => RpcKind::AppendEntries,
+            "request-vote" => RpcKind::RequestVote,
+            "request-pre-vote" => RpcKind::RequestPreVote,
+            "timeout-now" => RpcKind::TimeoutNow,
+            "install-snapshot" => RpcKind::InstallSnapshot,
+            "pipeline" => RpcKind::Pipeline,
+            _ => return None,
+        })
+    }
+}
+
+struct Call {
+    target: String,
+    rpc: RpcKind,
+    entries: u64,
+    entry_size: usize,
+    count: u64,
+    snapshot_size: u64,
+    term: u64,
+}
+
+/// `--name value` and `--name=value` pairs, in order.
+fn options<'a>(args: &'a [String], allowed: &[&str]) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let mut out = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if arg.starts_with("--") => (name, Some(value)),
+            _ => (arg.as_str(), None),
+        };
+        if !allowed.contains(&name) {
+            return Err(format!("unexpected argument `{arg}`"));
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => rest
+                .next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("`{name}` needs a value"))?,
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{name}` wants a non-negative integer, not `{value}`"))
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help);
+    }
+    let Some((command, rest)) = args.split_first() else {
+        return Err("missing command".into());
+    };
+    match command.as_str() {
+        "serve" => {
+            let mut listen = None;
+            let mut id = "node".to_owned();
+            for (name, value) in options(rest, &["--listen", "--id"])? {
+                match name {
+                    "--listen" => listen = Some(value.to_owned()),
+                    _ => id = value.to_owned(),
+                }
+            }
+            let listen = listen.ok_or("serve needs `--listen ADDR`")?;
+            Ok(Command::Serve { listen, id })
+        }
+        "call" => {
+            let allowed = [
+                "--target",
+                "--rpc",
+                "--entries",
+                "--entry-size",
+                "--count",
+                "--snapshot-size",
+                "--term",
+            ];
+            let (mut target, mut rpc, mut count) = (None, None, None);
+            let mut call = Call {
+                target: String::new(),
+                rpc: RpcKind::AppendEntries,
+                entries: 1,
+                entry_size: 16,
+                count: 1,
+                snapshot_size: 1 << 20,
+                term: 1,
+            };
+            for (name, value) in options(rest, &allowed)? {
+                match name {
+                    "--target" => target = Some(value.to_owned()),
+                    "--rpc" => {
+                        rpc = Some(
+                            RpcKind::from_name(value)
+                                .ok_or_else(|| format!("unknown RPC `{value}`"))?,
+                        )
+                    }
+                    "--entries" => call.entries = number(name, value)?,
+                    "--entry-size" => call.entry_size = number(name, value)?,
+                    "--count" => count = Some(number(name, value)?),
+                    "--snapshot-size" => call.snapshot_size = number(name, value)?,
+                    _ => call.term = number(name, value)?,
+                }
+            }
+            call.target = target.ok_or("call needs `--target ADDR`")?;
+            call.rpc = rpc.ok_or("call needs `--rpc RPC`")?;
+            call.count = count.unwrap_or(if call.rpc == RpcKind::Pipeline { 10 } else { 1 });
+            Ok(Command::Call(call))
+        }
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+// -------------------------------------------------------------------- serve
+
+async fn serve(listen: &str, id: &str) -> ExitCode {
+    let transport = match GrpcTransport::bind(listen, Config::default()).await {
+        Ok(transport) => transport,
+        Err(e) => {
+            eprintln!("node: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = transport.local_addr().to_owned();
+    // The listener is bound (connections queue in its backlog) and its
+    // accept loop is spawned: peers can connect from now on.
+    // (Should nobody read our stdout, keep serving anyway.)
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
+    drop(stdout);
+    let header = RpcHeader::new(PROTOCOL_VERSION, id.to_owned(), addr);
+    let consumer = transport.consumer();
+    while let Some(rpc) = consumer.recv().await {
+        smol::spawn(respond(rpc, header.clone())).detach();
+    }
+    ExitCode::SUCCESS
+}
+
+/// The reference responder (as `respond` in tests/loopback.rs).
+async fn respond(rpc: Rpc, header: RpcHeader) {
+    let response = match &rpc.request {
+        RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(AppendEntriesResponse {
+            header,
+            term: r.term,
+            last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
+            success: true,
+            no_retry_backoff: false,
+        }),
+        RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
+            header,
+            term: r.term,
+            granted: true,
+            ..Default::default()
+        }),
+        RaftRequest::RequestPreVote(r) => RaftResponse::RequestPreVote(RequestPreVoteResponse {
+            header,
+            term: r.term,
+            granted: true,
+        }),
+        RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(TimeoutNowResponse { header }),
+        RaftRequest::InstallSnapshot(meta) => {
+            let (term, size) = (meta.term, meta.size);
+            let mut received = 0u64;
+            let mut intact = false;
+            if let Some(mut reader) = rpc.snapshot {
+                intact = loop {
+                    match reader.chunk().await {
+                        Ok(Some(chunk)) => received += chunk.len() as u64,
+                        Ok(None) => break true,
+                        Err(_) => break false,
+                    }
+                };
+            }
+            let response = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
+                header,
+                term,
+                success: intact && received == size,
+            });
+            rpc.responder.respond(Ok(response));
+            return;
+        }
+    };
+    rpc.responder.respond(Ok(response));
+}
+
+// --------------------------------------------------------------------- call
+
+async fn run_call(call: &Call) -> ExitCode {
+    let client = GrpcTransport::builder("client", Config::default()).build();
+    let header = RpcHeader::new(PROTOCOL_VERSION, "client", client.local_addr().to_owned());
+    let mut failed = false;
+    let mut report = |line: Result<String, TransportError>| {
+        let line = line.unwrap_or_else(|e| {
+            failed = true;
+            error_json(&e)
+        });
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    };
+    let target = call.target.as_str();
+    let data = Bytes::from(vec![b'x'; call.entry_size]);
+    match call.rpc {
+        RpcKind::Pipeline => pipeline(&client, call, &header, &data, &mut report).await,
+        rpc => {
+            for _ in 0..call.count {
+                let line = match rpc {
+                    RpcKind::AppendEntries => client
+                        .append_entries(
+                            target,
+                            AppendEntriesRequest {
+                                header: header.clone(),
+                                term: call.term,
+                                prev_log_entry: 0,
+                                entries: (1..=call.entries)
+                                    .map(|i| Log::command(i, call.term, data.clone()))
+                                    .collect(),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(|r| append_entries_json(&r)),
+                    RpcKind::RequestVote => client
+                        .request_vote(
+                            target,
+                            RequestVoteRequest {
+                                header: header.clone(),
+                                term: call.term,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(|r| {
+                            Json::new()
+                                .header(&r.header)
+                                .u64("term", r.term)
+                                .bytes("peers", &r.peers)
+                                .bool("granted", r.granted)
+                                .end()
+                        }),
+                    RpcKind::RequestPreVote => client
+                        .request_pre_vote(
+                            target,
+                            RequestPreVoteRequest {
+                                header: header.clone(),
+                                term: call.term,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(|r| {
+                            Json::new()
+                                .header(&r.header)
+                                .u64("term", r.term)
+                                .bool("granted", r.granted)
+                                .end()
+                        }),
+                    RpcKind::TimeoutNow => client
+                        .timeout_now(
+                            target,
+                            TimeoutNowRequest {
+                                header: header.clone(),
+                            },
+                        )
+                        .await
+                        .map(|r| Json::new().header(&r.header).end()),
+                    RpcKind::InstallSnapshot => client
+                        .install_snapshot(
+                            target,
+                            InstallSnapshotRequest {
+                                header: header.clone(),
+                                snapshot_version: 1,
+                                term: call.term,
+                                size: call.snapshot_size,
+                                ..Default::default()
+                            },
+                            // Generated on the fly: nothing is held in memory.
+                            io::repeat(0x5a).take(call.snapshot_size),
+                        )
+                        .await
+                        .map(|r| {
+                            Json::new()
+                                .header(&r.header)
+                                .u64("term", r.term)
+                                .bool("success", r.success)
+                                .end()
+                        }),
+                    RpcKind::Pipeline => unreachable!("handled above"),
+                };
+                report(line);
+            }
+        }
+    }
+    client.close().await;
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Sends `call.count` appends down one pipeline while printing completions
+/// as they arrive, in order. An append that cannot be sent is reported and
+/// ends the sending; the appends already sent are still awaited.
+async fn pipeline(
+    client: &GrpcTransport,
+    call: &Call,
+    header: &RpcHeader,
+    data: &Bytes,
+    report: &mut impl FnMut(Result<String, TransportError>),
+) {
+    let pipeline: Pipeline = match client.append_entries_pipeline(&call.target).await {
+        Ok(pipeline) => pipeline,
+        Err(e) => return report(Err(e)),
+    };
+    enum Step {
+        Sent(Result<u64, TransportError>),
+        Done(Option<(u64, Result<AppendEntriesResponse, TransportError>)>),
+    }
+    let (mut sent, mut done) = (0u64, 0u64);
+    let mut sending = call.count > 0;
+    while sending || done < sent {
+        let k = sent + 1;
+        let request = AppendEntriesRequest {
+            header: header.clone(),
+            term: call.term,
+            prev_log_entry: k - 1,
+            entries: vec![Log::command(k, call.term, data.clone())],
+            ..Default::default()
+        };
+        // `append` waits while the window is full, so completions are taken
+        // meanwhile. Both futures are cancel-safe: a lost race sends or
+        // takes nothing.
+        let append = async { Step::Sent(pipeline.append(&request).await) };
+        let next = async { Step::Done(pipeline.next().await) };
+        let step = match (sending, done < sent) {
+            (true, true) => future::or(next, append).await,
+            (true, false) => append.await,
+            _ => next.await,
+        };
+        match step {
+            Step::Sent(Ok(_)) => {
+                sent += 1;
+                sending = sent < call.count;
+            }
+            Step::Sent(Err(e)) => {
+                report(Err(e));
+                sending = false;
+            }
+            Step::Done(Some((_, result))) => {
+                done += 1;
+                report(result.map(|r| append_entries_json(&r)));
+            }
+            Step::Done(None) => {
+                // Closed with appends unanswered: cannot happen while we
+                // hold the pipeline, but do not wait forever if it does.
+                report(Err(TransportError::PipelineShutdown));
+                break;
+            }
+        }
+    }
+    pipeline.close();
+}
+
+// --------------------------------------------------------------------- JSON
+
+fn append_entries_json(r: &AppendEntriesResponse) -> String {
+    Json::new()
+        .header(&r.header)
+        .u64("term", r.term)
+        .u64("last_log", r.last_log)
+        .bool("success", r.success)
+        .bool("no_retry_backoff", r.no_retry_backoff)
+        .end()
+}
+
+fn error_json(e: &TransportError) -> String {
+    let status = e.status();
+    let error = Json::new()
+        .str("code", e.code().as_str())
+        .str("message", status.message())
+        .end();
+    Json::new().raw("error", &error).end()
+}
+
+/// A JSON object written field by field.
+struct Json {
+    out: String,
+}
+
+impl Json {
+    fn new() -> Json {
+        Json {
+            out: String::from("{"),
+        }
+    }
+
+    fn raw(mut self, name: &str, value: &str) -> Json {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        quote(&mut self.out, name);
+        self.out.push(':');
+        self.out.push_str(value);
+        self
+    }
+
+    fn u64(self, name: &str, value: u64) -> Json {
+        self.raw(name, &value.to_string())
+    }
+
+    fn bool(self, name: &str, value: bool) -> Json {
+        self.raw(name, if value { "true" } else { "false" })
+    }
+
+    fn str(self, name: &str, value: &str) -> Json {
+        let mut quoted = String::with_capacity(value.len() + 2);
+        quote(&mut quoted, value);
+        self.raw(name, &quoted)
+    }
+
+    /// Bytes as a string: UTF-8, invalid sequences replaced by U+FFFD.
+    fn bytes(self, name: &str, value: &[u8]) -> Json {
+        self.str(name, &String::from_utf8_lossy(value))
+    }
+
+    fn header(self, header: &RpcHeader) -> Json {
+        let object = Json::new()
+            .raw("protocol_version", &header.protocol_version.to_string())
+            .bytes("id", &header.id)
+            .bytes("addr", &header.addr)
+            .end();
+        self.raw("header", &object)
+    }
+
+    fn end(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn quote(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // The other control characters, and the two line separators
+            // JavaScript does not accept raw.
+            c if c < ' ' || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
