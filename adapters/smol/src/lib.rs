@@ -58,7 +58,10 @@ mod server;
 pub use client::{ConnectFuture, Connector, PeerStream, tcp_connector};
 pub use config::Config;
 pub use io::H2Io;
-pub use rpc::{Consumer, HeartbeatHandler, Responder, Rpc, SnapshotReader};
+pub use raft_grpc_transport::transport::{
+    AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
+};
+pub use rpc::Consumer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -75,7 +78,6 @@ use raft_grpc_transport::message::{
 };
 use raft_grpc_transport::pipeline::pipeline_shutdown;
 use raft_grpc_transport::snapshot::SnapshotProgress;
-use raft_grpc_transport::transport::TransportError;
 use raft_grpc_transport::{Code, Status};
 use smol::Task;
 
@@ -557,5 +559,92 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+impl Transport for GrpcTransport {
+    type Pipeline = Pipeline;
+
+    fn local_addr(&self) -> &str {
+        GrpcTransport::local_addr(self)
+    }
+
+    async fn recv_rpc(&self) -> Option<Rpc> {
+        self.inner.consumer.recv().await
+    }
+
+    fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
+        GrpcTransport::set_heartbeat_handler(self, handler)
+    }
+
+    async fn append_entries(
+        &self,
+        target: &str,
+        request: AppendEntriesRequest,
+    ) -> Result<AppendEntriesResponse, TransportError> {
+        GrpcTransport::append_entries(self, target, request).await
+    }
+
+    async fn request_vote(
+        &self,
+        target: &str,
+        request: RequestVoteRequest,
+    ) -> Result<RequestVoteResponse, TransportError> {
+        GrpcTransport::request_vote(self, target, request).await
+    }
+
+    async fn request_pre_vote(
+        &self,
+        target: &str,
+        request: RequestPreVoteRequest,
+    ) -> Result<RequestPreVoteResponse, TransportError> {
+        GrpcTransport::request_pre_vote(self, target, request).await
+    }
+
+    async fn timeout_now(
+        &self,
+        target: &str,
+        request: TimeoutNowRequest,
+    ) -> Result<TimeoutNowResponse, TransportError> {
+        GrpcTransport::timeout_now(self, target, request).await
+    }
+
+    async fn install_snapshot<R: AsyncRead + Unpin + Send>(
+        &self,
+        target: &str,
+        meta: InstallSnapshotRequest,
+        data: R,
+    ) -> Result<InstallSnapshotResponse, TransportError> {
+        GrpcTransport::install_snapshot(self, target, meta, data).await
+    }
+
+    async fn append_entries_pipeline(&self, target: &str) -> Result<Pipeline, TransportError> {
+        GrpcTransport::append_entries_pipeline(self, target).await
+    }
+
+    fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
+        GrpcTransport::encode_peer(self, id, addr)
+    }
+
+    fn decode_peer(&self, peer: &[u8]) -> String {
+        GrpcTransport::decode_peer(self, peer)
+    }
+
+    async fn close(&self) {
+        GrpcTransport::close(self).await
+    }
+}
+
+impl AppendPipeline for Pipeline {
+    async fn append(&self, request: &AppendEntriesRequest) -> Result<u64, TransportError> {
+        Pipeline::append(self, request).await
+    }
+
+    async fn next(&self) -> Option<(u64, Result<AppendEntriesResponse, TransportError>)> {
+        Pipeline::next(self).await
+    }
+
+    fn close(&self) {
+        Pipeline::close(self)
     }
 }

@@ -1,9 +1,10 @@
-//! Incoming RPCs as the application sees them.
+//! Incoming RPCs on their way to the application.
 //!
-//! This module owns [`Rpc`] (a request, the [`Responder`] that answers it,
-//! and for InstallSnapshot a [`SnapshotReader`] over its data), the
-//! [`Consumer`] they arrive on, and the [`HeartbeatHandler`] that answers
-//! heartbeats without going through the consumer.
+//! This module owns the [`Consumer`] queue that [`Rpc`]s arrive on, the
+//! channel that carries a snapshot's data from its stream to the
+//! application's [`SnapshotReader`] (with back-pressure), and the ordering of
+//! a pipeline's answers. The types themselves (`Rpc`, `Responder`,
+//! `SnapshotReader`) are the core's, shared by every transport.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -15,83 +16,24 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use futures_lite::{AsyncRead, Stream};
 use raft_grpc_transport::Status;
-use raft_grpc_transport::message::{
-    AppendEntriesRequest, AppendEntriesResponse, RaftRequest, RaftResponse,
-};
-
-/// Answers heartbeats directly, concurrently with the consumer (so a
-/// heartbeat is answered while the consumer installs a snapshot). It must
-/// not block: hashicorp/raft's handler only records the leader's contact.
-pub type HeartbeatHandler =
-    Arc<dyn Fn(&AppendEntriesRequest) -> Result<AppendEntriesResponse, Status> + Send + Sync>;
+use raft_grpc_transport::message::RaftResponse;
+use raft_grpc_transport::transport::{Responder, Rpc, SnapshotData};
 
 /// An answer for one request of a stream: its position, and the result.
 pub(crate) type Answer = (u64, Result<RaftResponse, Status>);
 
-/// Answers one incoming RPC. Dropping it without answering fails the RPC
-/// with `UNKNOWN` ("no response").
-#[derive(Debug)]
-pub struct Responder {
-    seq: u64,
-    tx: Option<async_channel::Sender<Answer>>,
-}
-
-impl Responder {
-    pub(crate) fn new(seq: u64, tx: async_channel::Sender<Answer>) -> Self {
-        Responder { seq, tx: Some(tx) }
-    }
-
-    /// Sends the response, or an error whose message reaches the caller as
-    /// text. Returns false if the call is already over (the caller gave up,
-    /// the deadline passed, or the transport closed).
-    pub fn respond(mut self, result: Result<RaftResponse, Status>) -> bool {
-        match self.tx.take() {
-            Some(tx) => tx.try_send((self.seq, result)).is_ok(),
-            None => false,
-        }
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.try_send((
-                self.seq,
-                Err(Status::new(
-                    raft_grpc_transport::Code::Unknown,
-                    "the RPC handler dropped its responder",
-                )),
-            ));
-        }
-    }
-}
-
-/// One incoming RPC.
-#[derive(Debug)]
-pub struct Rpc {
-    /// The request.
-    pub request: RaftRequest,
-    /// Answers it.
-    pub responder: Responder,
-    /// For InstallSnapshot, the snapshot's data: read it to the end (it
-    /// fails if fewer or more bytes than declared arrive, or the checksum
-    /// does not match).
-    pub snapshot: Option<SnapshotReader>,
-}
-
-impl Rpc {
-    /// Answers the RPC (see [`Responder::respond`]).
-    pub fn respond(self, result: Result<RaftResponse, Status>) -> bool {
-        self.responder.respond(result)
-    }
+/// A responder that hands the answer to a stream's answer queue.
+pub(crate) fn responder(seq: u64, tx: async_channel::Sender<Answer>) -> Responder {
+    Responder::new(move |result| tx.try_send((seq, result)).is_ok())
 }
 
 type RecvFuture =
     Pin<Box<dyn Future<Output = Result<Result<Bytes, Status>, async_channel::RecvError>> + Send>>;
 
-/// The data of an incoming snapshot, as an [`AsyncRead`]. Memory is bounded:
-/// the sender waits (HTTP/2 flow control) while this reader is not read.
-pub struct SnapshotReader {
+/// A snapshot's data as its stream delivers it, through a bounded channel:
+/// the stream waits (and HTTP/2 flow control stops the sender) while the
+/// application does not read.
+pub(crate) struct ChannelSnapshot {
     rx: Pin<Box<async_channel::Receiver<Result<Bytes, Status>>>>,
     room: Arc<event_listener::Event>,
     failure: Arc<Mutex<Option<Status>>>,
@@ -100,51 +42,19 @@ pub struct SnapshotReader {
     done: bool,
 }
 
-impl std::fmt::Debug for SnapshotReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotReader")
-            .field("buffered", &self.current.len())
-            .field("done", &self.done)
-            .finish()
-    }
-}
-
-impl SnapshotReader {
+impl ChannelSnapshot {
     pub(crate) fn new(
         rx: async_channel::Receiver<Result<Bytes, Status>>,
         room: Arc<event_listener::Event>,
         failure: Arc<Mutex<Option<Status>>>,
     ) -> Self {
-        SnapshotReader {
+        ChannelSnapshot {
             rx: Box::pin(rx),
             room,
             failure,
             current: Bytes::new(),
             recv: None,
             done: false,
-        }
-    }
-
-    /// The next chunk of data as it arrived (no copy); `None` at the end.
-    pub async fn chunk(&mut self) -> io::Result<Option<Bytes>> {
-        if !self.current.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.current)));
-        }
-        if self.done {
-            return Ok(None);
-        }
-        let received = self.rx.recv().await;
-        self.room.notify(1);
-        match received {
-            Ok(Ok(data)) => Ok(Some(data)),
-            Ok(Err(status)) => {
-                self.done = true;
-                Err(io::Error::other(status))
-            }
-            Err(_) => {
-                self.done = true;
-                self.end()
-            }
         }
     }
 
@@ -162,42 +72,58 @@ impl SnapshotReader {
     }
 }
 
-impl AsyncRead for SnapshotReader {
+impl SnapshotData for ChannelSnapshot {
+    fn poll_chunk(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        let this = &mut *self;
+        if !this.current.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut this.current))));
+        }
+        if this.done {
+            return Poll::Ready(Ok(None));
+        }
+        let recv = this.recv.get_or_insert_with(|| {
+            let rx = (*this.rx).clone();
+            Box::pin(async move { rx.recv().await }) as RecvFuture
+        });
+        let result = std::task::ready!(recv.as_mut().poll(cx));
+        this.recv = None;
+        this.room.notify(1);
+        Poll::Ready(match result {
+            Ok(Ok(data)) => Ok(Some(data)),
+            Ok(Err(status)) => {
+                this.done = true;
+                Err(io::Error::other(status))
+            }
+            Err(_) => {
+                this.done = true;
+                this.end().map(|()| None)
+            }
+        })
+    }
+}
+
+impl AsyncRead for ChannelSnapshot {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            if !self.current.is_empty() {
-                let n = buf.len().min(self.current.len());
-                buf[..n].copy_from_slice(&self.current[..n]);
-                self.current.advance(n);
-                return Poll::Ready(Ok(n));
-            }
-            if self.done || buf.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            let this = &mut *self;
-            let recv = this.recv.get_or_insert_with(|| {
-                let rx = (*this.rx).clone();
-                Box::pin(async move { rx.recv().await }) as RecvFuture
-            });
-            let result = std::task::ready!(recv.as_mut().poll(cx));
-            this.recv = None;
-            this.room.notify(1);
-            match result {
-                Ok(Ok(data)) => this.current = data,
-                Ok(Err(status)) => {
-                    this.done = true;
-                    return Poll::Ready(Err(io::Error::other(status)));
-                }
-                Err(_) => {
-                    this.done = true;
-                    return Poll::Ready(this.end());
-                }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.current.is_empty() {
+            match std::task::ready!(self.as_mut().poll_chunk(cx))? {
+                Some(chunk) => self.current = chunk,
+                None => return Poll::Ready(Ok(0)),
             }
         }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Poll::Ready(Ok(n))
     }
 }
 

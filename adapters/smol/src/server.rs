@@ -28,7 +28,8 @@ use raft_grpc_transport::{Code, Status};
 use crate::client::PeerStream;
 use crate::config::Config;
 use crate::io::H2Io;
-use crate::rpc::{Answer, AnswerOrder, HeartbeatHandler, Responder, Rpc, SnapshotReader};
+use crate::rpc::{Answer, AnswerOrder, ChannelSnapshot, responder};
+use raft_grpc_transport::transport::{HeartbeatHandler, Responder, Rpc, SnapshotReader};
 
 /// Snapshot chunks buffered between a stream and its reader.
 const SNAPSHOT_BUFFER: usize = 2;
@@ -185,7 +186,7 @@ async fn serve_stream(
                     }
                 }
                 ServerEvent::Request(request) => {
-                    let responder = Responder::new(next_seq, answer_tx.clone());
+                    let responder = responder(next_seq, answer_tx.clone());
                     next_seq += 1;
                     deliver(&shared, &mut call, request, responder, &mut feed).await;
                 }
@@ -327,7 +328,7 @@ async fn deliver(
             room: room.clone(),
             failure: failure.clone(),
         });
-        Some(SnapshotReader::new(rx, room, failure))
+        Some(SnapshotReader::new(ChannelSnapshot::new(rx, room, failure)))
     } else {
         None
     };

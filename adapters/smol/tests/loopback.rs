@@ -707,3 +707,71 @@ fn a_peer_that_never_speaks_http2_fails_the_connect() {
         held.join().unwrap();
     });
 }
+
+/// Code written against the runtime-free trait runs on this transport.
+async fn leader_round<T: raft_grpc_transport::transport::Transport>(
+    leader: &T,
+    target: &str,
+) -> u64 {
+    use raft_grpc_transport::transport::AppendPipeline;
+    let vote = leader
+        .request_vote(
+            target,
+            RequestVoteRequest {
+                term: 9,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(vote.granted);
+    let snapshot = leader
+        .install_snapshot(
+            target,
+            InstallSnapshotRequest {
+                term: 9,
+                size: 3000,
+                ..Default::default()
+            },
+            futures_lite::io::Cursor::new(vec![1u8; 3000]),
+        )
+        .await
+        .unwrap();
+    assert!(snapshot.success);
+    let pipeline = leader.append_entries_pipeline(target).await.unwrap();
+    for i in 1..=5 {
+        pipeline.append(&append(i, 8)).await.unwrap();
+    }
+    let mut last = 0;
+    for _ in 0..5 {
+        last = pipeline.next().await.unwrap().1.unwrap().last_log;
+    }
+    AppendPipeline::close(&pipeline);
+    assert_eq!(
+        leader.decode_peer(&leader.encode_peer("id", "10.0.0.1:7000")),
+        "10.0.0.1:7000"
+    );
+    last
+}
+
+#[test]
+fn works_through_the_transport_trait() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let leader = client(Config::default());
+        assert_eq!(leader_round(&leader, server.local_addr()).await, 5);
+        raft_grpc_transport::transport::Transport::close(&leader).await;
+        let err = raft_grpc_transport::transport::Transport::request_vote(
+            &leader,
+            server.local_addr(),
+            RequestVoteRequest::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err,
+            raft_grpc_transport::transport::TransportError::Shutdown
+        );
+        server.close().await;
+    });
+}
