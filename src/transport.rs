@@ -89,28 +89,48 @@ pub trait SnapshotData: AsyncRead + Send + Unpin {
 
 /// The data of an incoming snapshot: read it to its end, as an
 /// [`AsyncRead`] or chunk by chunk with [`chunk`](Self::chunk). Memory is
-/// bounded: the sender waits while it is not read.
+/// bounded: the sender waits while it is not read. It counts what was read,
+/// for a caller to show progress.
 pub struct SnapshotReader {
     data: Box<dyn SnapshotData>,
+    size: u64,
+    read: u64,
 }
 
 impl std::fmt::Debug for SnapshotReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotReader").finish_non_exhaustive()
+        f.debug_struct("SnapshotReader")
+            .field("size", &self.size)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
     }
 }
 
 impl SnapshotReader {
-    /// A reader over a transport's snapshot data.
-    pub fn new(data: impl SnapshotData + 'static) -> Self {
+    /// A reader over a transport's snapshot data of `size` bytes.
+    pub fn new(data: impl SnapshotData + 'static, size: u64) -> Self {
         SnapshotReader {
             data: Box::new(data),
+            size,
+            read: 0,
         }
     }
 
     /// The next chunk as it arrived, without a copy; `None` at the end.
     pub async fn chunk(&mut self) -> io::Result<Option<Bytes>> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self.data).poll_chunk(cx)).await
+        let chunk = std::future::poll_fn(|cx| Pin::new(&mut *self.data).poll_chunk(cx)).await?;
+        self.read += chunk.as_ref().map_or(0, |c| c.len() as u64);
+        Ok(chunk)
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// The snapshot's declared size.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -120,7 +140,9 @@ impl AsyncRead for SnapshotReader {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.data).poll_read(cx, buf)
+        let n = std::task::ready!(Pin::new(&mut *self.data).poll_read(cx, buf))?;
+        self.read += n as u64;
+        Poll::Ready(Ok(n))
     }
 }
 
@@ -367,24 +389,28 @@ mod tests {
     fn snapshot_bytes_read_both_ways() {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
-        let mut reader = SnapshotReader::new(SnapshotBytes::new(
+        let data = SnapshotBytes::new(
             [
                 Bytes::from_static(b"ab"),
                 Bytes::new(),
                 Bytes::from_static(b"cde"),
             ],
             None,
-        ));
+        );
+        let mut reader = SnapshotReader::new(data, 5);
         let mut buf = [0u8; 4];
         let Poll::Ready(Ok(n)) = Pin::new(&mut reader).poll_read(&mut cx, &mut buf) else {
             panic!()
         };
         assert_eq!(&buf[..n], b"ab");
-        let chunk = std::pin::pin!(reader.chunk());
-        let Poll::Ready(Ok(Some(chunk))) = chunk.poll(&mut cx) else {
-            panic!()
-        };
-        assert_eq!(&chunk[..], b"cde");
+        {
+            let next = std::pin::pin!(reader.chunk());
+            let Poll::Ready(Ok(Some(chunk))) = next.poll(&mut cx) else {
+                panic!()
+            };
+            assert_eq!(&chunk[..], b"cde");
+        }
+        assert_eq!((reader.bytes_read(), reader.size()), (5, 5));
 
         let mut failing = SnapshotBytes::new([], Some(Status::new(Code::DataLoss, "short")));
         let Poll::Ready(Err(e)) = Pin::new(&mut failing).poll_chunk(&mut cx) else {

@@ -319,7 +319,7 @@ async fn deliver(
             }
         }
     }
-    let snapshot = if let RaftRequest::InstallSnapshot(_) = &request {
+    let snapshot = if let RaftRequest::InstallSnapshot(meta) = &request {
         let (tx, rx) = async_channel::bounded(SNAPSHOT_BUFFER);
         let room = Arc::new(Event::new());
         let failure = Arc::new(Mutex::new(None));
@@ -328,7 +328,10 @@ async fn deliver(
             room: room.clone(),
             failure: failure.clone(),
         });
-        Some(SnapshotReader::new(ChannelSnapshot::new(rx, room, failure)))
+        Some(SnapshotReader::new(
+            ChannelSnapshot::new(rx, room, failure),
+            meta.size,
+        ))
     } else {
         None
     };

@@ -775,3 +775,33 @@ fn works_through_the_transport_trait() {
         server.close().await;
     });
 }
+
+#[test]
+fn a_custom_connector_opens_every_connection() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = opened.clone();
+        let tcp = raft_grpc_transport_smol::tcp_connector();
+        let connector: raft_grpc_transport_smol::Connector =
+            std::sync::Arc::new(move |peer: String| {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tcp(peer)
+            });
+        let client = GrpcTransport::builder("client", Config::default())
+            .connector(connector)
+            .build();
+        client
+            .append_entries(server.local_addr(), heartbeat())
+            .await
+            .unwrap();
+        client
+            .append_entries(server.local_addr(), append(1, 10))
+            .await
+            .unwrap();
+        // Two lanes, two connections, both through the connector.
+        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
+        client.close().await;
+        server.close().await;
+    });
+}
