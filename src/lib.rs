@@ -124,6 +124,7 @@ pub mod message;
 pub mod metadata;
 pub mod pipeline;
 pub mod pool;
+pub mod reference;
 pub mod snapshot;
 pub mod status;
 pub mod timeout;

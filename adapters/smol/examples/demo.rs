@@ -9,7 +9,8 @@
 //! sends heartbeats, replicates 10,000 entries to each follower through a
 //! pipeline, streams a 256 MiB snapshot to node 2 while heartbeats keep
 //! being answered by node 2's heartbeat handler, and hands leadership to node
-//! 1 with TimeoutNow. The followers answer like `node serve`. Each step
+//! 1 with TimeoutNow. The followers answer like `node serve`
+//! (`raft_grpc_transport::reference`). Each step
 //! prints one line; the demo exits non-zero if anything fails.
 
 use std::sync::Arc;
@@ -19,64 +20,13 @@ use bytes::Bytes;
 use futures_lite::AsyncReadExt;
 use futures_lite::future::block_on;
 use raft_grpc_transport::message::*;
-use raft_grpc_transport_smol::{Config, GrpcTransport, Rpc};
+use raft_grpc_transport_smol::{Config, GrpcTransport};
 
 const ENTRIES: u64 = 10_000;
 const SNAPSHOT: u64 = 256 << 20;
 
 fn header(transport: &GrpcTransport, id: &str) -> RpcHeader {
     RpcHeader::new(3, id.to_owned(), transport.local_addr().to_owned())
-}
-
-/// A follower: answers every RPC like `node serve`.
-async fn follow(rpc: Rpc, header: RpcHeader) {
-    let response = match &rpc.request {
-        RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(AppendEntriesResponse {
-            header,
-            term: r.term,
-            last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
-            success: true,
-            no_retry_backoff: false,
-        }),
-        RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
-            header,
-            term: r.term,
-            granted: true,
-            ..Default::default()
-        }),
-        RaftRequest::RequestPreVote(r) => RaftResponse::RequestPreVote(RequestPreVoteResponse {
-            header,
-            term: r.term,
-            granted: true,
-        }),
-        RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(TimeoutNowResponse { header }),
-        RaftRequest::InstallSnapshot(meta) => {
-            let (term, size) = (meta.term, meta.size);
-            let mut rpc = rpc;
-            let mut received = 0u64;
-            let mut ok = false;
-            if let Some(mut reader) = rpc.snapshot.take() {
-                ok = true;
-                loop {
-                    match reader.chunk().await {
-                        Ok(Some(chunk)) => received += chunk.len() as u64,
-                        Ok(None) => break,
-                        Err(_) => {
-                            ok = false;
-                            break;
-                        }
-                    }
-                }
-            }
-            rpc.respond(Ok(RaftResponse::InstallSnapshot(InstallSnapshotResponse {
-                header,
-                term,
-                success: ok && received == size,
-            })));
-            return;
-        }
-    };
-    rpc.respond(Ok(response));
 }
 
 async fn start_follower(id: &str) -> std::io::Result<GrpcTransport> {
@@ -94,7 +44,7 @@ async fn start_follower(id: &str) -> std::io::Result<GrpcTransport> {
     let consumer = transport.consumer();
     smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
-            smol::spawn(follow(rpc, me.clone())).detach();
+            smol::spawn(raft_grpc_transport::reference::answer(rpc, me.clone())).detach();
         }
     })
     .detach();

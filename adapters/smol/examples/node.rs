@@ -77,12 +77,11 @@ use bytes::Bytes;
 use futures_lite::future::{self, block_on};
 use futures_lite::{AsyncReadExt, io};
 use raft_grpc_transport::message::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    Log, RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse,
-    RequestVoteRequest, RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, Log,
+    RequestPreVoteRequest, RequestVoteRequest, RpcHeader, TimeoutNowRequest,
 };
 use raft_grpc_transport::transport::TransportError;
-use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline, Rpc};
+use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline};
 
 const USAGE: &str = "\
 usage:
@@ -274,59 +273,10 @@ async fn serve(listen: &str, id: &str) -> ExitCode {
     let header = RpcHeader::new(PROTOCOL_VERSION, id.to_owned(), addr);
     let consumer = transport.consumer();
     while let Some(rpc) = consumer.recv().await {
-        smol::spawn(respond(rpc, header.clone())).detach();
+        smol::spawn(raft_grpc_transport::reference::answer(rpc, header.clone())).detach();
     }
     ExitCode::SUCCESS
 }
-
-/// The reference responder (as `respond` in tests/loopback.rs).
-async fn respond(rpc: Rpc, header: RpcHeader) {
-    let response = match &rpc.request {
-        RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(AppendEntriesResponse {
-            header,
-            term: r.term,
-            last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
-            success: true,
-            no_retry_backoff: false,
-        }),
-        RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
-            header,
-            term: r.term,
-            granted: true,
-            ..Default::default()
-        }),
-        RaftRequest::RequestPreVote(r) => RaftResponse::RequestPreVote(RequestPreVoteResponse {
-            header,
-            term: r.term,
-            granted: true,
-        }),
-        RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(TimeoutNowResponse { header }),
-        RaftRequest::InstallSnapshot(meta) => {
-            let (term, size) = (meta.term, meta.size);
-            let mut received = 0u64;
-            let mut intact = false;
-            if let Some(mut reader) = rpc.snapshot {
-                intact = loop {
-                    match reader.chunk().await {
-                        Ok(Some(chunk)) => received += chunk.len() as u64,
-                        Ok(None) => break true,
-                        Err(_) => break false,
-                    }
-                };
-            }
-            let response = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
-                header,
-                term,
-                success: intact && received == size,
-            });
-            rpc.responder.respond(Ok(response));
-            return;
-        }
-    };
-    rpc.responder.respond(Ok(response));
-}
-
-// --------------------------------------------------------------------- call
 
 async fn run_call(call: &Call) -> ExitCode {
     let client = GrpcTransport::builder("client", Config::default()).build();

@@ -8,62 +8,12 @@ use futures_lite::future::block_on;
 use raft_grpc_transport::message::*;
 use raft_grpc_transport_smol::{Config, GrpcTransport};
 
-/// The reference responder of `node serve`.
-async fn respond(rpc: raft_grpc_transport_smol::Rpc, header: RpcHeader) {
-    let response = match &rpc.request {
-        RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(AppendEntriesResponse {
-            header: header.clone(),
-            term: r.term,
-            last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
-            success: true,
-            ..Default::default()
-        }),
-        RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
-            header: header.clone(),
-            term: r.term,
-            granted: true,
-            ..Default::default()
-        }),
-        RaftRequest::RequestPreVote(r) => RaftResponse::RequestPreVote(RequestPreVoteResponse {
-            header: header.clone(),
-            term: r.term,
-            granted: true,
-        }),
-        RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(TimeoutNowResponse {
-            header: header.clone(),
-        }),
-        RaftRequest::InstallSnapshot(meta) => {
-            let mut reader = rpc.snapshot.expect("snapshot data");
-            let mut received = 0u64;
-            let mut ok = true;
-            loop {
-                match reader.chunk().await {
-                    Ok(Some(chunk)) => received += chunk.len() as u64,
-                    Ok(None) => break,
-                    Err(_) => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            let response = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
-                header: header.clone(),
-                term: meta.term,
-                success: ok && received == meta.size,
-            });
-            rpc.responder.respond(Ok(response));
-            return;
-        }
-    };
-    rpc.responder.respond(Ok(response));
-}
-
 async fn serve(transport: &GrpcTransport) {
     let consumer = transport.consumer();
     let header = RpcHeader::new(3, "server", transport.local_addr().to_owned());
     smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
-            respond(rpc, header.clone()).await;
+            raft_grpc_transport::reference::answer(rpc, header.clone()).await;
         }
     })
     .detach();
