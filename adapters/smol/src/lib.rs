@@ -276,6 +276,9 @@ impl GrpcTransport {
         });
         let guard = CancelOnDrop::new(client, call);
         let read_size = client.read(|s| s.endpoint.config().snapshot_chunk_size);
+        // Reads go into one allocation until it is used up, so that short
+        // reads (a pipe, a socket) do not each pin a chunk-sized buffer.
+        let mut buf = BytesMut::new();
         loop {
             let listener = wants.listen();
             let (wanted, over) = client.read(|s| {
@@ -291,7 +294,11 @@ impl GrpcTransport {
                 listener.await;
                 continue;
             }
-            let mut buf = BytesMut::zeroed(read_size);
+            if buf.capacity() < read_size / 4 {
+                buf = BytesMut::with_capacity(read_size);
+            }
+            let room = buf.capacity().min(read_size);
+            buf.resize(room, 0);
             // The call may end (the peer failed it, a deadline passed) while
             // the source is slow: stop reading then.
             let read = async { Some(data.read(&mut buf).await) };
@@ -313,8 +320,8 @@ impl GrpcTransport {
                     break;
                 }
                 Ok(n) => {
-                    buf.truncate(n);
-                    let chunk = buf.freeze();
+                    let chunk = buf.split_to(n).freeze();
+                    buf.clear();
                     client.update(|s, now| {
                         let _ = s.endpoint.snapshot_data(call, chunk, now);
                     });

@@ -80,7 +80,46 @@ fn one_gib_snapshot_in_bounded_memory() {
         if cfg!(target_os = "linux") {
             assert!(grown < 32 << 20, "peak RSS grew by {} MiB", grown >> 20);
         }
+
+        // A source that returns 64 KiB per read (a pipe, a socket): the short
+        // reads share buffers instead of pinning one each.
+        let before = peak_rss();
+        let response = client
+            .install_snapshot(
+                server.local_addr(),
+                InstallSnapshotRequest {
+                    term: 3,
+                    size: 64 << 20,
+                    ..Default::default()
+                },
+                ShortReads(futures_lite::io::repeat(0x33).take(64 << 20)),
+            )
+            .await
+            .unwrap();
+        assert!(response.success);
+        let grown = peak_rss().saturating_sub(before);
+        println!(
+            "64 MiB in 64 KiB reads: peak RSS grew by {} MiB",
+            grown >> 20
+        );
+        if cfg!(target_os = "linux") {
+            assert!(grown < 32 << 20, "peak RSS grew by {} MiB", grown >> 20);
+        }
         client.close().await;
         server.close().await;
     });
+}
+
+/// Hands out at most 64 KiB per read.
+struct ShortReads<R>(R);
+
+impl<R: futures_lite::AsyncRead + Unpin> futures_lite::AsyncRead for ShortReads<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(64 * 1024);
+        std::pin::Pin::new(&mut self.0).poll_read(cx, &mut buf[..n])
+    }
 }
