@@ -154,6 +154,12 @@ impl Consumer {
     pub fn try_recv(&self) -> Option<Rpc> {
         self.rx.try_recv().ok()
     }
+
+    /// Whether the transport closed the queue (what is left can still be
+    /// received).
+    pub fn is_closed(&self) -> bool {
+        self.rx.is_closed()
+    }
 }
 
 impl Stream for Consumer {

@@ -1,0 +1,385 @@
+//! A blocking gRPC transport for Raft, for programs without an async
+//! runtime.
+//!
+//! [`BlockingTransport`] is the smol adapter's
+//! [`GrpcTransport`] behind
+//! blocking methods and std types: std listeners and streams in, `std::io`
+//! readers for snapshots both ways, a blocking consumer shaped like
+//! `std::sync::mpsc::Receiver`, a blocking pipeline. It adds no second copy
+//! of the HTTP/2 logic: every call is the async transport's, run to
+//! completion on the calling thread.
+//!
+//! # Threads
+//!
+//! You create no executor. The transport's work runs on threads the
+//! underlying crates own:
+//! * smol's global executor (one thread by default; `SMOL_THREADS` sets
+//!   more) runs each connection's HTTP/2 driver and each stream's task;
+//! * async-io's reactor thread (`async-io`) waits on every socket and
+//!   timer;
+//! * name resolution of peer addresses that are not IP literals runs on
+//!   the `blocking` crate's pool, on demand.
+//!
+//! A blocking method parks only its caller's thread (with
+//! `futures_lite::future::block_on`), so any number of threads may call at
+//! once. The heartbeat handler runs on the executor thread: it must not
+//! block.
+//!
+//! ```
+//! use std::thread;
+//! use raft_grpc_transport::message::{RequestVoteRequest, RpcHeader};
+//! use raft_grpc_transport::reference;
+//! use raft_grpc_transport_blocking::{BlockingTransport, Config};
+//!
+//! let follower = BlockingTransport::bind("127.0.0.1:0", Config::default())?;
+//! let consumer = follower.consumer();
+//! thread::spawn(move || {
+//!     for rpc in consumer.iter() {
+//!         rpc.answer_reference(RpcHeader::default());
+//!     }
+//! });
+//!
+//! let leader = BlockingTransport::bind("127.0.0.1:0", Config::default())?;
+//! let vote = leader.request_vote(follower.local_addr(), RequestVoteRequest { term: 3, ..Default::default() })?;
+//! assert!(vote.granted);
+//! leader.close();
+//! follower.close();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::{self, Read};
+use std::sync::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use bytes::Bytes;
+use futures_lite::AsyncReadExt;
+use futures_lite::future::{self, block_on};
+use raft_grpc_transport::Status;
+use raft_grpc_transport::message::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
+    RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
+};
+use raft_grpc_transport::snapshot::SnapshotProgress;
+pub use raft_grpc_transport::transport::{HeartbeatHandler, Responder, TransportError};
+pub use raft_grpc_transport_smol::{Config, Connector, GrpcTransport, tcp_connector};
+
+/// A Raft transport over gRPC with blocking methods. Cheap to clone; every
+/// clone is the same transport.
+#[derive(Debug, Clone)]
+pub struct BlockingTransport {
+    inner: GrpcTransport,
+}
+
+impl BlockingTransport {
+    /// Binds a TCP listener on `addr` and serves on it (port 0: the system
+    /// picks one; [`local_addr`](Self::local_addr) says which).
+    pub fn bind(addr: &str, config: Config) -> io::Result<BlockingTransport> {
+        block_on(GrpcTransport::bind(addr, config)).map(|inner| BlockingTransport { inner })
+    }
+
+    /// Serves on a std listener you bound.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        config: Config,
+    ) -> io::Result<BlockingTransport> {
+        let inner = GrpcTransport::from_listener(Async::new(listener)?, config)?;
+        Ok(BlockingTransport { inner })
+    }
+
+    /// A transport that listens on nothing by itself (give it connections
+    /// with [`serve_connection`](Self::serve_connection)); `local_addr` is
+    /// the address peers know it by, `connector` opens its connections
+    /// (`None`: TCP with TCP_NODELAY).
+    pub fn new(
+        local_addr: impl Into<String>,
+        config: Config,
+        connector: Option<Connector>,
+    ) -> BlockingTransport {
+        let builder = GrpcTransport::builder(local_addr, config);
+        let builder = match connector {
+            Some(connector) => builder.connector(connector),
+            None => builder,
+        };
+        BlockingTransport {
+            inner: builder.build(),
+        }
+    }
+
+    /// Serves the Raft service on an accepted std stream, in the
+    /// background, until it closes.
+    pub fn serve_connection(&self, stream: std::net::TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        self.inner.serve_connection(Async::new(stream)?);
+        Ok(())
+    }
+
+    /// The async transport underneath, for code that has a runtime.
+    pub fn as_async(&self) -> &GrpcTransport {
+        &self.inner
+    }
+
+    /// The address peers reach this transport at.
+    pub fn local_addr(&self) -> &str {
+        self.inner.local_addr()
+    }
+
+    /// Where incoming RPCs arrive. Every handle shares one queue.
+    pub fn consumer(&self) -> Consumer {
+        Consumer {
+            inner: self.inner.consumer(),
+        }
+    }
+
+    /// Answers heartbeats with `handler` (on an executor thread: it must
+    /// not block) instead of the consumer; `None` sends them to the
+    /// consumer again.
+    pub fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
+        self.inner.set_heartbeat_handler(handler);
+    }
+
+    /// Sends AppendEntries and waits for the answer.
+    pub fn append_entries(
+        &self,
+        target: &str,
+        request: AppendEntriesRequest,
+    ) -> Result<AppendEntriesResponse, TransportError> {
+        block_on(self.inner.append_entries(target, request))
+    }
+
+    /// Sends RequestVote and waits for the answer.
+    pub fn request_vote(
+        &self,
+        target: &str,
+        request: RequestVoteRequest,
+    ) -> Result<RequestVoteResponse, TransportError> {
+        block_on(self.inner.request_vote(target, request))
+    }
+
+    /// Sends RequestPreVote and waits for the answer.
+    pub fn request_pre_vote(
+        &self,
+        target: &str,
+        request: RequestPreVoteRequest,
+    ) -> Result<RequestPreVoteResponse, TransportError> {
+        block_on(self.inner.request_pre_vote(target, request))
+    }
+
+    /// Sends TimeoutNow and waits for the answer.
+    pub fn timeout_now(
+        &self,
+        target: &str,
+        request: TimeoutNowRequest,
+    ) -> Result<TimeoutNowResponse, TransportError> {
+        block_on(self.inner.timeout_now(target, request))
+    }
+
+    /// Streams a snapshot of `meta.size` bytes read from `data` (on this
+    /// thread) and waits for the answer. Memory stays bounded whatever the
+    /// size.
+    pub fn install_snapshot(
+        &self,
+        target: &str,
+        meta: InstallSnapshotRequest,
+        data: impl Read + Unpin,
+    ) -> Result<InstallSnapshotResponse, TransportError> {
+        block_on(self.inner.install_snapshot(target, meta, StdRead(data)))
+    }
+
+    /// How far the snapshots being sent got.
+    pub fn snapshot_progress(&self) -> Vec<SnapshotProgress> {
+        self.inner.snapshot_progress()
+    }
+
+    /// Opens an AppendEntries pipeline to `target`.
+    pub fn append_entries_pipeline(&self, target: &str) -> Result<Pipeline, TransportError> {
+        block_on(self.inner.append_entries_pipeline(target)).map(|inner| Pipeline { inner })
+    }
+
+    /// Serializes a peer's address (hashicorp's `EncodePeer`).
+    pub fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
+        self.inner.encode_peer(id, addr)
+    }
+
+    /// Reads a peer's address back (hashicorp's `DecodePeer`).
+    pub fn decode_peer(&self, peer: &[u8]) -> String {
+        self.inner.decode_peer(peer)
+    }
+
+    /// Closes the transport: pending and later calls fail with
+    /// [`TransportError::Shutdown`], the consumer ends. Idempotent.
+    pub fn close(&self) {
+        block_on(self.inner.close());
+    }
+}
+
+/// One incoming RPC, with its snapshot data (for InstallSnapshot) as a
+/// `std::io::Read`.
+#[derive(Debug)]
+pub struct Rpc {
+    /// The request.
+    pub request: RaftRequest,
+    /// Answers it (never blocks).
+    pub responder: Responder,
+    /// For InstallSnapshot, the snapshot's data: read it to its end (it
+    /// fails if fewer or more bytes than declared arrive, or a checksum
+    /// does not match).
+    pub snapshot: Option<SnapshotRead>,
+}
+
+impl Rpc {
+    fn from_async(rpc: raft_grpc_transport::transport::Rpc) -> Rpc {
+        Rpc {
+            request: rpc.request,
+            responder: rpc.responder,
+            snapshot: rpc.snapshot.map(|inner| SnapshotRead { inner }),
+        }
+    }
+
+    /// Answers the RPC; false if the call is already over.
+    pub fn respond(self, result: Result<RaftResponse, Status>) -> bool {
+        self.responder.respond(result)
+    }
+
+    /// Answers the way `node serve` does (`raft_grpc_transport::reference`),
+    /// reading a snapshot first.
+    pub fn answer_reference(self, header: RpcHeader) -> bool {
+        let rpc = raft_grpc_transport::transport::Rpc {
+            request: self.request,
+            responder: self.responder,
+            snapshot: self.snapshot.map(|s| s.inner),
+        };
+        block_on(raft_grpc_transport::reference::answer(rpc, header))
+    }
+}
+
+/// An incoming snapshot's data as a blocking reader.
+#[derive(Debug)]
+pub struct SnapshotRead {
+    inner: raft_grpc_transport::transport::SnapshotReader,
+}
+
+impl SnapshotRead {
+    /// The next chunk as it arrived, without a copy; `None` at the end.
+    pub fn chunk(&mut self) -> io::Result<Option<Bytes>> {
+        block_on(self.inner.chunk())
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.inner.bytes_read()
+    }
+
+    /// The snapshot's declared size.
+    pub fn size(&self) -> u64 {
+        self.inner.size()
+    }
+}
+
+impl Read for SnapshotRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        block_on(self.inner.read(buf))
+    }
+}
+
+/// The blocking side of the consumer queue, shaped like
+/// `std::sync::mpsc::Receiver`. Cloning gives another handle on the same
+/// queue.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    inner: raft_grpc_transport_smol::Consumer,
+}
+
+impl Consumer {
+    /// Waits for the next RPC; `Err` once the transport is closed.
+    pub fn recv(&self) -> Result<Rpc, RecvError> {
+        block_on(self.inner.recv())
+            .map(Rpc::from_async)
+            .ok_or(RecvError)
+    }
+
+    /// Waits at most `timeout` for the next RPC.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Rpc, RecvTimeoutError> {
+        let received = block_on(future::or(async { Some(self.inner.recv().await) }, async {
+            Timer::after(timeout).await;
+            None
+        }));
+        match received {
+            Some(Some(rpc)) => Ok(Rpc::from_async(rpc)),
+            Some(None) => Err(RecvTimeoutError::Disconnected),
+            None => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// The next RPC if one is waiting.
+    pub fn try_recv(&self) -> Result<Rpc, TryRecvError> {
+        match self.inner.try_recv() {
+            Some(rpc) => Ok(Rpc::from_async(rpc)),
+            None if self.inner.is_closed() => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Every RPC until the transport closes.
+    pub fn iter(&self) -> impl Iterator<Item = Rpc> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+}
+
+impl IntoIterator for Consumer {
+    type Item = Rpc;
+    type IntoIter = Box<dyn Iterator<Item = Rpc> + Send>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(std::iter::from_fn(move || self.recv().ok()))
+    }
+}
+
+/// A blocking AppendEntries pipeline: appends wait only while the window is
+/// full; completions come in send order.
+#[derive(Debug)]
+pub struct Pipeline {
+    inner: raft_grpc_transport_smol::Pipeline,
+}
+
+impl Pipeline {
+    /// Sends an AppendEntries, waiting while the window is full. Returns its
+    /// sequence number.
+    pub fn append(&self, request: &AppendEntriesRequest) -> Result<u64, TransportError> {
+        block_on(self.inner.append(request))
+    }
+
+    /// Waits for the next completion, in send order; `None` once the
+    /// pipeline is closed and every append completed.
+    pub fn next_completion(&self) -> Option<(u64, Result<AppendEntriesResponse, TransportError>)> {
+        block_on(self.inner.next())
+    }
+
+    /// Every completion, in send order, until the pipeline closes.
+    pub fn completions(
+        &self,
+    ) -> impl Iterator<Item = (u64, Result<AppendEntriesResponse, TransportError>)> + '_ {
+        std::iter::from_fn(move || self.next_completion())
+    }
+
+    /// Closes the pipeline: appends in flight complete with
+    /// [`TransportError::PipelineShutdown`].
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// A `std::io::Read` seen as an `AsyncRead` whose reads complete at once:
+/// they block the calling thread, which is blocked in the call anyway.
+struct StdRead<R>(R);
+
+impl<R: Read + Unpin> futures_lite::AsyncRead for StdRead<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(self.0.read(buf))
+    }
+}
