@@ -44,11 +44,6 @@
 //! # }).unwrap();
 //! ```
 
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
-
 mod client;
 mod config;
 mod io;
