@@ -96,6 +96,19 @@ struct Inner {
     closed: AtomicBool,
 }
 
+impl Drop for Inner {
+    /// The last handle is gone without `close`: close anyway, so that the
+    /// connection tasks (which hold the client half) end and free it.
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            self.server.closed.store(true, Ordering::SeqCst);
+            self.server.shutdown.notify(usize::MAX);
+            self.server.consumer.close();
+            self.client.update(|s, now| s.endpoint.close(now));
+        }
+    }
+}
+
 impl std::fmt::Debug for GrpcTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcTransport")

@@ -755,3 +755,89 @@ fn a_custom_connector_opens_every_connection() {
         server.close().await;
     });
 }
+
+/// A server-side stream that counts how many are open.
+struct Tracked {
+    stream: async_io::Async<std::net::TcpStream>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl futures_lite::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl futures_lite::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+#[test]
+fn dropping_the_last_handle_closes_the_connections() {
+    block_on(async {
+        let listener = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let addr = listener.get_ref().local_addr().unwrap().to_string();
+        let server = GrpcTransport::builder(addr.clone(), Config::default()).build();
+        serve(&server).await;
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, o) = (server.clone(), open.clone());
+        smol::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                o.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                s.serve_connection(Tracked {
+                    stream,
+                    open: o.clone(),
+                });
+            }
+        })
+        .detach();
+        let client = client(Config::default());
+        client.append_entries(&addr, heartbeat()).await.unwrap();
+        client.append_entries(&addr, append(1, 10)).await.unwrap();
+        assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 2);
+        drop(client);
+        let start = std::time::Instant::now();
+        while open.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            open.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the dropped client's connections closed"
+        );
+        server.close().await;
+    });
+}
