@@ -46,6 +46,8 @@
 //! follower.close();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// The README's Rust examples (smol and blocking), compiled and run as
 /// doctests here, where both adapters are at hand.

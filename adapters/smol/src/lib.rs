@@ -43,6 +43,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod client;
 mod config;
