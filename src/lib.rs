@@ -122,6 +122,7 @@ pub mod head;
 pub mod heartbeat;
 pub mod message;
 pub mod metadata;
+pub mod migration;
 pub mod pipeline;
 pub mod pool;
 pub mod reference;

@@ -90,6 +90,10 @@ pub(crate) async fn resolve_addr(peer: &str) -> io::Result<std::net::SocketAddr>
 pub(crate) struct PipelineWaiters {
     pub(crate) appended: async_channel::Sender<(u64, Result<AppendEntriesResponse, Status>)>,
     pub(crate) ready: Arc<Event>,
+    /// Its stream was opened on a connection.
+    pub(crate) opened: bool,
+    /// Why it closed, once it did.
+    pub(crate) closed: Option<Status>,
 }
 
 /// The state the client tasks share.
@@ -186,6 +190,10 @@ impl ClientShared {
                     } => {
                         let notify = Arc::new(Event::new());
                         state.streams.insert(call, notify.clone());
+                        if let Some(p) = state.pipelines.get_mut(&call) {
+                            p.opened = true;
+                            p.ready.notify(usize::MAX);
+                        }
                         match state.conns.get(&conn).and_then(|c| c.send.clone()) {
                             Some(send) => {
                                 smol::spawn(run_stream(
@@ -233,8 +241,11 @@ impl ClientShared {
                             let _ = p.appended.try_send((seq, result));
                         }
                     }
-                    ClientEvent::PipelineClosed { pipeline, .. } => {
-                        if let Some(p) = state.pipelines.remove(&pipeline) {
+                    ClientEvent::PipelineClosed { pipeline, status } => {
+                        // The entry stays until the Pipeline handle goes, so
+                        // that its opener can read why.
+                        if let Some(p) = state.pipelines.get_mut(&pipeline) {
+                            p.closed = Some(status);
                             p.appended.close();
                             p.ready.notify(usize::MAX);
                         }

@@ -48,12 +48,14 @@
 
 mod client;
 mod config;
+pub mod inmem;
 mod io;
 mod rpc;
 mod server;
 
 pub use client::{ConnectFuture, Connector, PeerStream, tcp_connector};
 pub use config::Config;
+pub use inmem::{InmemConfig, InmemNetwork, InmemPipeline, InmemTransport};
 pub use io::H2Io;
 pub use raft_grpc_transport::transport::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
@@ -359,7 +361,9 @@ impl GrpcTransport {
             .read(|s| s.progress.values().copied().collect())
     }
 
-    /// Opens an AppendEntries pipeline to `target`.
+    /// Opens an AppendEntries pipeline to `target`: returns once its stream
+    /// is open, or with the error that kept it from opening (the peer
+    /// unreachable, say), so that a caller can fall back at once.
     pub async fn append_entries_pipeline(&self, target: &str) -> Result<Pipeline, TransportError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(TransportError::Shutdown);
@@ -373,17 +377,32 @@ impl GrpcTransport {
                 PipelineWaiters {
                     appended: appended_tx,
                     ready: ready.clone(),
+                    opened: false,
+                    closed: None,
                 },
             );
             id
         });
-        Ok(Pipeline {
+        let pipeline = Pipeline {
             client: self.inner.client.clone(),
             id,
             appended,
             ready,
             transport_closed: self.clone(),
-        })
+        };
+        loop {
+            let listener = pipeline.ready.listen();
+            let state = self
+                .inner
+                .client
+                .read(|s| s.pipelines.get(&id).map(|p| (p.opened, p.closed.clone())));
+            match state {
+                Some((_, Some(status))) => return Err(self.error(status)),
+                Some((true, None)) => return Ok(pipeline),
+                Some((false, None)) => listener.await,
+                None => return Err(TransportError::PipelineShutdown),
+            }
+        }
     }
 
     /// Closes the transport: pending and later calls fail with
@@ -575,7 +594,10 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        self.close();
+        self.client.update(|s, now| {
+            s.endpoint.close_pipeline(self.id, now);
+            s.pipelines.remove(&self.id);
+        });
     }
 }
 
