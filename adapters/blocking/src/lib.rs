@@ -69,7 +69,9 @@ use raft_grpc_transport::message::{
     RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
     RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
 };
+use raft_grpc_transport::migration::MigrationTransport;
 use raft_grpc_transport::snapshot::SnapshotProgress;
+use raft_grpc_transport::transport::{AppendPipeline, Transport};
 pub use raft_grpc_transport::transport::{HeartbeatHandler, Responder, TransportError};
 pub use raft_grpc_transport_smol::{Config, Connector, GrpcTransport, tcp_connector};
 
@@ -389,5 +391,164 @@ impl<R: Read + Unpin> futures_lite::AsyncRead for StdRead<R> {
         buf: &mut [u8],
     ) -> std::task::Poll<io::Result<usize>> {
         std::task::Poll::Ready(self.0.read(buf))
+    }
+}
+
+/// Any [`Transport`] — a `MigrationTransport`, an `InmemTransport` —
+/// behind blocking methods, as [`BlockingTransport`] is for the gRPC one.
+#[derive(Debug)]
+pub struct Blocking<T> {
+    inner: T,
+}
+
+impl<T: Transport> Blocking<T> {
+    /// Wraps `transport`.
+    pub fn new(transport: T) -> Self {
+        Blocking { inner: transport }
+    }
+
+    /// The transport underneath.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The address peers reach it at.
+    pub fn local_addr(&self) -> &str {
+        self.inner.local_addr()
+    }
+
+    /// Waits for the next incoming RPC; `None` once it is closed.
+    pub fn recv(&self) -> Option<Rpc> {
+        block_on(self.inner.recv_rpc()).map(Rpc::from_async)
+    }
+
+    /// Waits at most `timeout` for the next incoming RPC.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Rpc, RecvTimeoutError> {
+        let received = block_on(future::or(
+            async { Some(self.inner.recv_rpc().await) },
+            async {
+                Timer::after(timeout).await;
+                None
+            },
+        ));
+        match received {
+            Some(Some(rpc)) => Ok(Rpc::from_async(rpc)),
+            Some(None) => Err(RecvTimeoutError::Disconnected),
+            None => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// Answers heartbeats with `handler` instead of the consumer.
+    pub fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
+        self.inner.set_heartbeat_handler(handler);
+    }
+
+    /// Sends AppendEntries and waits for the answer.
+    pub fn append_entries(
+        &self,
+        target: &str,
+        request: AppendEntriesRequest,
+    ) -> Result<AppendEntriesResponse, TransportError> {
+        block_on(self.inner.append_entries(target, request))
+    }
+
+    /// Sends RequestVote and waits for the answer.
+    pub fn request_vote(
+        &self,
+        target: &str,
+        request: RequestVoteRequest,
+    ) -> Result<RequestVoteResponse, TransportError> {
+        block_on(self.inner.request_vote(target, request))
+    }
+
+    /// Sends RequestPreVote and waits for the answer.
+    pub fn request_pre_vote(
+        &self,
+        target: &str,
+        request: RequestPreVoteRequest,
+    ) -> Result<RequestPreVoteResponse, TransportError> {
+        block_on(self.inner.request_pre_vote(target, request))
+    }
+
+    /// Sends TimeoutNow and waits for the answer.
+    pub fn timeout_now(
+        &self,
+        target: &str,
+        request: TimeoutNowRequest,
+    ) -> Result<TimeoutNowResponse, TransportError> {
+        block_on(self.inner.timeout_now(target, request))
+    }
+
+    /// Streams a snapshot read from `data` (on this thread).
+    pub fn install_snapshot(
+        &self,
+        target: &str,
+        meta: InstallSnapshotRequest,
+        data: impl Read + Unpin + Send,
+    ) -> Result<InstallSnapshotResponse, TransportError> {
+        block_on(self.inner.install_snapshot(target, meta, StdRead(data)))
+    }
+
+    /// Opens an AppendEntries pipeline to `target`.
+    pub fn append_entries_pipeline(
+        &self,
+        target: &str,
+    ) -> Result<BlockingPipeline<T::Pipeline>, TransportError> {
+        block_on(self.inner.append_entries_pipeline(target)).map(|inner| BlockingPipeline { inner })
+    }
+
+    /// Serializes a peer's address.
+    pub fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
+        self.inner.encode_peer(id, addr)
+    }
+
+    /// Reads a peer's address back.
+    pub fn decode_peer(&self, peer: &[u8]) -> String {
+        self.inner.decode_peer(peer)
+    }
+
+    /// Closes the transport. Idempotent.
+    pub fn close(&self) {
+        block_on(self.inner.close());
+    }
+}
+
+impl<P: Transport, S: Transport> Blocking<MigrationTransport<P, S>> {
+    /// Streams a snapshot opened by `open`: on the primary, and again from
+    /// a freshly opened reader on the secondary when the primary's error
+    /// says so.
+    pub fn install_snapshot_from<R: Read + Unpin + Send>(
+        &self,
+        target: &str,
+        meta: InstallSnapshotRequest,
+        mut open: impl FnMut() -> io::Result<R> + Send,
+    ) -> Result<InstallSnapshotResponse, TransportError> {
+        block_on(
+            self.inner
+                .install_snapshot_from(target, meta, move || open().map(StdRead)),
+        )
+    }
+}
+
+/// A pipeline of a [`Blocking`] transport.
+#[derive(Debug)]
+pub struct BlockingPipeline<P> {
+    inner: P,
+}
+
+impl<P: AppendPipeline> BlockingPipeline<P> {
+    /// Sends an AppendEntries, waiting while the window is full.
+    pub fn append(&self, request: &AppendEntriesRequest) -> Result<u64, TransportError> {
+        block_on(self.inner.append(request))
+    }
+
+    /// Waits for the next completion, in send order.
+    pub fn next_completion(&self) -> Option<(u64, Result<AppendEntriesResponse, TransportError>)> {
+        block_on(self.inner.next())
+    }
+
+    /// Closes the pipeline.
+    pub fn close(&self) {
+        self.inner.close();
     }
 }
