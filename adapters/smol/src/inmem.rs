@@ -479,6 +479,11 @@ impl Transport for InmemTransport {
         if !self.node.closed.swap(true, Ordering::SeqCst) {
             self.node.consumer_tx.close();
             self.node.shutdown.notify(usize::MAX);
+            // RPCs still queued for the consumer are answered, not left
+            // behind.
+            while let Some(rpc) = self.node.consumer.try_recv() {
+                rpc.respond(Err(Status::new(Code::Unavailable, "transport shut down")));
+            }
         }
     }
 }

@@ -407,7 +407,9 @@ impl GrpcTransport {
 
     /// Closes the transport: pending and later calls fail with
     /// [`TransportError::Shutdown`], the listener stops, connections close
-    /// gracefully, and the consumer ends. Idempotent.
+    /// gracefully, RPCs still queued for the consumer are answered with
+    /// `UNAVAILABLE` ("transport shut down"), and the consumer ends.
+    /// Idempotent.
     pub async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
@@ -416,6 +418,10 @@ impl GrpcTransport {
         self.inner.server.shutdown.notify(usize::MAX);
         self.inner.client.update(|s, now| s.endpoint.close(now));
         self.inner.server.consumer.close();
+        // RPCs still queued for the consumer are answered, not left behind.
+        while let Some(rpc) = self.inner.consumer.try_recv() {
+            rpc.respond(Err(transport_shutdown()));
+        }
         let listener = self
             .inner
             .listener
