@@ -75,18 +75,17 @@ use raft_grpc_transport::transport::{AppendPipeline, Transport};
 pub use raft_grpc_transport::transport::{HeartbeatHandler, Responder, TransportError};
 pub use raft_grpc_transport_smol::{Config, Connector, GrpcTransport, tcp_connector};
 
-/// A Raft transport over gRPC with blocking methods. Cheap to clone; every
-/// clone is the same transport.
-#[derive(Debug, Clone)]
-pub struct BlockingTransport {
-    inner: GrpcTransport,
-}
+/// The gRPC transport with blocking methods: [`Blocking`] over
+/// [`GrpcTransport`], with std listeners and streams in and an
+/// mpsc-shaped [`Consumer`]. Cheap to clone; every clone is the same
+/// transport.
+pub type BlockingTransport = Blocking<GrpcTransport>;
 
-impl BlockingTransport {
+impl Blocking<GrpcTransport> {
     /// Binds a TCP listener on `addr` and serves on it (port 0: the system
     /// picks one; [`local_addr`](Self::local_addr) says which).
     pub fn bind(addr: &str, config: Config) -> io::Result<BlockingTransport> {
-        block_on(GrpcTransport::bind(addr, config)).map(|inner| BlockingTransport { inner })
+        block_on(GrpcTransport::bind(addr, config)).map(Blocking::new)
     }
 
     /// Serves on a std listener you bound.
@@ -94,15 +93,17 @@ impl BlockingTransport {
         listener: std::net::TcpListener,
         config: Config,
     ) -> io::Result<BlockingTransport> {
-        let inner = GrpcTransport::from_listener(Async::new(listener)?, config)?;
-        Ok(BlockingTransport { inner })
+        Ok(Blocking::new(GrpcTransport::from_listener(
+            Async::new(listener)?,
+            config,
+        )?))
     }
 
     /// A transport that listens on nothing by itself (give it connections
     /// with [`serve_connection`](Self::serve_connection)); `local_addr` is
     /// the address peers know it by, `connector` opens its connections
     /// (`None`: TCP with TCP_NODELAY).
-    pub fn new(
+    pub fn unbound(
         local_addr: impl Into<String>,
         config: Config,
         connector: Option<Connector>,
@@ -112,9 +113,7 @@ impl BlockingTransport {
             Some(connector) => builder.connector(connector),
             None => builder,
         };
-        BlockingTransport {
-            inner: builder.build(),
-        }
+        Blocking::new(builder.build())
     }
 
     /// Serves the Raft service on an accepted std stream, in the
@@ -125,102 +124,17 @@ impl BlockingTransport {
         Ok(())
     }
 
-    /// The async transport underneath, for code that has a runtime.
-    pub fn as_async(&self) -> &GrpcTransport {
-        &self.inner
-    }
-
-    /// The address peers reach this transport at.
-    pub fn local_addr(&self) -> &str {
-        self.inner.local_addr()
-    }
-
-    /// Where incoming RPCs arrive. Every handle shares one queue.
+    /// Where incoming RPCs arrive, shaped like `std::sync::mpsc::Receiver`.
+    /// Every handle shares one queue.
     pub fn consumer(&self) -> Consumer {
         Consumer {
             inner: self.inner.consumer(),
         }
     }
 
-    /// Answers heartbeats with `handler` (on an executor thread: it must
-    /// not block) instead of the consumer; `None` sends them to the
-    /// consumer again.
-    pub fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
-        self.inner.set_heartbeat_handler(handler);
-    }
-
-    /// Sends AppendEntries and waits for the answer.
-    pub fn append_entries(
-        &self,
-        target: &str,
-        request: AppendEntriesRequest,
-    ) -> Result<AppendEntriesResponse, TransportError> {
-        block_on(self.inner.append_entries(target, request))
-    }
-
-    /// Sends RequestVote and waits for the answer.
-    pub fn request_vote(
-        &self,
-        target: &str,
-        request: RequestVoteRequest,
-    ) -> Result<RequestVoteResponse, TransportError> {
-        block_on(self.inner.request_vote(target, request))
-    }
-
-    /// Sends RequestPreVote and waits for the answer.
-    pub fn request_pre_vote(
-        &self,
-        target: &str,
-        request: RequestPreVoteRequest,
-    ) -> Result<RequestPreVoteResponse, TransportError> {
-        block_on(self.inner.request_pre_vote(target, request))
-    }
-
-    /// Sends TimeoutNow and waits for the answer.
-    pub fn timeout_now(
-        &self,
-        target: &str,
-        request: TimeoutNowRequest,
-    ) -> Result<TimeoutNowResponse, TransportError> {
-        block_on(self.inner.timeout_now(target, request))
-    }
-
-    /// Streams a snapshot of `meta.size` bytes read from `data` (on this
-    /// thread) and waits for the answer. Memory stays bounded whatever the
-    /// size.
-    pub fn install_snapshot(
-        &self,
-        target: &str,
-        meta: InstallSnapshotRequest,
-        data: impl Read + Unpin,
-    ) -> Result<InstallSnapshotResponse, TransportError> {
-        block_on(self.inner.install_snapshot(target, meta, StdRead(data)))
-    }
-
     /// How far the snapshots being sent got.
     pub fn snapshot_progress(&self) -> Vec<SnapshotProgress> {
         self.inner.snapshot_progress()
-    }
-
-    /// Opens an AppendEntries pipeline to `target`.
-    pub fn append_entries_pipeline(&self, target: &str) -> Result<Pipeline, TransportError> {
-        block_on(self.inner.append_entries_pipeline(target)).map(|inner| Pipeline { inner })
-    }
-
-    /// Serializes a peer's address (hashicorp's `EncodePeer`).
-    pub fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
-        self.inner.encode_peer(id, addr)
-    }
-
-    /// Reads a peer's address back (hashicorp's `DecodePeer`).
-    pub fn decode_peer(&self, peer: &[u8]) -> String {
-        self.inner.decode_peer(peer)
-    }
-
-    /// Closes the transport: pending and later calls fail with
-    /// [`TransportError::Shutdown`], the consumer ends. Idempotent.
-    pub fn close(&self) {
-        block_on(self.inner.close());
     }
 }
 
@@ -346,39 +260,8 @@ impl IntoIterator for Consumer {
     }
 }
 
-/// A blocking AppendEntries pipeline: appends wait only while the window is
-/// full; completions come in send order.
-#[derive(Debug)]
-pub struct Pipeline {
-    inner: raft_grpc_transport_smol::Pipeline,
-}
-
-impl Pipeline {
-    /// Sends an AppendEntries, waiting while the window is full. Returns its
-    /// sequence number.
-    pub fn append(&self, request: &AppendEntriesRequest) -> Result<u64, TransportError> {
-        block_on(self.inner.append(request))
-    }
-
-    /// Waits for the next completion, in send order; `None` once the
-    /// pipeline is closed and every append completed.
-    pub fn next_completion(&self) -> Option<(u64, Result<AppendEntriesResponse, TransportError>)> {
-        block_on(self.inner.next())
-    }
-
-    /// Every completion, in send order, until the pipeline closes.
-    pub fn completions(
-        &self,
-    ) -> impl Iterator<Item = (u64, Result<AppendEntriesResponse, TransportError>)> + '_ {
-        std::iter::from_fn(move || self.next_completion())
-    }
-
-    /// Closes the pipeline: appends in flight complete with
-    /// [`TransportError::PipelineShutdown`].
-    pub fn close(&self) {
-        self.inner.close();
-    }
-}
+/// The gRPC transport's blocking pipeline.
+pub type Pipeline = BlockingPipeline<raft_grpc_transport_smol::Pipeline>;
 
 /// A `std::io::Read` seen as an `AsyncRead` whose reads complete at once:
 /// they block the calling thread, which is blocked in the call anyway.
@@ -394,9 +277,10 @@ impl<R: Read + Unpin> futures_lite::AsyncRead for StdRead<R> {
     }
 }
 
-/// Any [`Transport`] — a `MigrationTransport`, an `InmemTransport` —
-/// behind blocking methods, as [`BlockingTransport`] is for the gRPC one.
-#[derive(Debug)]
+/// Any [`Transport`] — the gRPC one ([`BlockingTransport`]), a
+/// `MigrationTransport`, an `InmemTransport` — behind blocking methods.
+/// Each call parks only its caller's thread.
+#[derive(Debug, Clone)]
 pub struct Blocking<T> {
     inner: T,
 }
@@ -407,7 +291,8 @@ impl<T: Transport> Blocking<T> {
         Blocking { inner: transport }
     }
 
-    /// The transport underneath.
+    /// The transport underneath (the async one, for code that has a
+    /// runtime).
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
@@ -530,7 +415,8 @@ impl<P: Transport, S: Transport> Blocking<MigrationTransport<P, S>> {
     }
 }
 
-/// A pipeline of a [`Blocking`] transport.
+/// A pipeline of a [`Blocking`] transport: appends wait only while the
+/// window is full; completions come in send order.
 #[derive(Debug)]
 pub struct BlockingPipeline<P> {
     inner: P,
@@ -547,7 +433,15 @@ impl<P: AppendPipeline> BlockingPipeline<P> {
         block_on(self.inner.next())
     }
 
-    /// Closes the pipeline.
+    /// Every completion, in send order, until the pipeline closes.
+    pub fn completions(
+        &self,
+    ) -> impl Iterator<Item = (u64, Result<AppendEntriesResponse, TransportError>)> + '_ {
+        std::iter::from_fn(move || self.next_completion())
+    }
+
+    /// Closes the pipeline: appends in flight complete with
+    /// [`TransportError::PipelineShutdown`].
     pub fn close(&self) {
         self.inner.close();
     }

@@ -50,7 +50,7 @@ fn serve(config: Config) -> BlockingTransport {
 }
 
 fn client(config: Config) -> BlockingTransport {
-    BlockingTransport::new("client", config, None)
+    BlockingTransport::unbound("client", config, None)
 }
 
 #[test]
