@@ -188,7 +188,8 @@ async fn serve_stream(
                 ServerEvent::Request(request) => {
                     let responder = responder(next_seq, answer_tx.clone());
                     next_seq += 1;
-                    deliver(&shared, &mut call, request, responder, &mut feed).await;
+                    let stream = (&mut respond, &mut send);
+                    deliver(&shared, &mut call, stream, request, responder, &mut feed).await;
                 }
             }
         }
@@ -303,10 +304,22 @@ async fn serve_stream(
     }
 }
 
-/// Hands a request to the heartbeat handler or the consumer.
+/// How a wait for room in the consumer queue ended.
+enum Delivery {
+    Delivered,
+    Refused,
+    Reset(Result<h2::Reason, h2::Error>),
+    Deadline,
+}
+
+/// Hands a request to the heartbeat handler or the consumer. While the
+/// consumer queue is full, the call still sees the client's reset, its
+/// deadline and shutdown: the request is then dropped, never delivered
+/// late.
 async fn deliver(
     shared: &Arc<ServerShared>,
     call: &mut ServerCall,
+    (respond, send): (&mut SendResponse<Bytes>, &mut Option<SendStream<Bytes>>),
     request: RaftRequest,
     responder: Responder,
     feed: &mut Option<SnapshotFeed>,
@@ -341,17 +354,47 @@ async fn deliver(
         snapshot,
     };
     let shutdown = shared.shutdown.listen();
-    let delivered = if shared.is_closed() {
-        false
-    } else {
-        future::or(async { shared.consumer.send(rpc).await.is_ok() }, async {
-            shutdown.await;
-            false
-        })
-        .await
-    };
-    if !delivered {
+    if shared.is_closed() {
         let _ = call.respond_error(Status::new(Code::Unavailable, "transport shut down"));
+        return;
+    }
+    let deadline = call.poll_timeout();
+    let sent = async {
+        match shared.consumer.send(rpc).await {
+            Ok(()) => Delivery::Delivered,
+            Err(_) => Delivery::Refused,
+        }
+    };
+    let closed = async {
+        shutdown.await;
+        Delivery::Refused
+    };
+    let reset = async {
+        Delivery::Reset(match send {
+            Some(s) => future::poll_fn(|cx| s.poll_reset(cx)).await,
+            None => future::poll_fn(|cx| respond.poll_reset(cx)).await,
+        })
+    };
+    let late = async {
+        match deadline {
+            Some(at) => {
+                Timer::at(at).await;
+                Delivery::Deadline
+            }
+            None => future::pending().await,
+        }
+    };
+    match future::or(future::or(sent, closed), future::or(reset, late)).await {
+        Delivery::Delivered => {}
+        Delivery::Refused => {
+            let _ = call.respond_error(Status::new(Code::Unavailable, "transport shut down"));
+        }
+        Delivery::Reset(Ok(reason)) => call.handle_reset(reason.into(), Instant::now()),
+        Delivery::Reset(Err(e)) => call.handle_connection_lost(Status::new(
+            Code::Unavailable,
+            format!("connection lost: {e}"),
+        )),
+        Delivery::Deadline => call.handle_timeout(Instant::now()),
     }
 }
 

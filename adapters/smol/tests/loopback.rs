@@ -841,3 +841,74 @@ fn dropping_the_last_handle_closes_the_connections() {
         server.close().await;
     });
 }
+
+#[test]
+fn a_call_given_up_while_the_consumer_queue_is_full_is_never_delivered() {
+    block_on(async {
+        // A queue of one, and a consumer that starts reading late.
+        let server = GrpcTransport::bind(
+            "127.0.0.1:0",
+            Config {
+                consumer_queue: 1,
+                ..Config::default()
+            },
+        )
+        .await
+        .unwrap();
+        let client = client(Config {
+            rpc_timeout: Duration::from_millis(300),
+            ..Config::default()
+        });
+        let target = server.local_addr().to_owned();
+        let first = client.request_vote(
+            &target,
+            RequestVoteRequest {
+                term: 1,
+                ..Default::default()
+            },
+        );
+        let second = async {
+            async_io::Timer::after(Duration::from_millis(50)).await;
+            client
+                .request_vote(
+                    &target,
+                    RequestVoteRequest {
+                        term: 2,
+                        ..Default::default()
+                    },
+                )
+                .await
+        };
+        let (first, second) = futures_lite::future::zip(first, second).await;
+        assert_eq!(
+            first.unwrap_err().code(),
+            raft_grpc_transport::Code::DeadlineExceeded
+        );
+        assert_eq!(
+            second.unwrap_err().code(),
+            raft_grpc_transport::Code::DeadlineExceeded
+        );
+        // The first sat in the queue; the second waited for room and gave up
+        // (once the client's reset has reached the server): the consumer must
+        // not see it.
+        async_io::Timer::after(Duration::from_millis(200)).await;
+        let consumer = server.consumer();
+        let rpc = consumer.recv().await.unwrap();
+        assert!(matches!(
+            rpc.request,
+            RaftRequest::RequestVote(RequestVoteRequest { term: 1, .. })
+        ));
+        let next =
+            futures_lite::future::or(async { consumer.recv().await.map(|r| r.request) }, async {
+                async_io::Timer::after(Duration::from_millis(300)).await;
+                None
+            })
+            .await;
+        assert_eq!(
+            next, None,
+            "a request whose caller gave up was delivered late"
+        );
+        client.close().await;
+        server.close().await;
+    });
+}
