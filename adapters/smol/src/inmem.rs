@@ -32,6 +32,7 @@ use raft_grpc_transport::transport::{
 };
 use raft_grpc_transport::{Code, Status};
 
+use crate::mismatch;
 use crate::rpc::{ChannelSnapshot, Consumer};
 
 /// Settings of an in-memory transport.
@@ -282,13 +283,6 @@ impl InmemTransport {
         )
         .await
     }
-}
-
-fn mismatch(response: &RaftResponse) -> TransportError {
-    TransportError::Status(Status::new(
-        Code::Internal,
-        format!("unexpected {}", response.proto_name()),
-    ))
 }
 
 impl Transport for InmemTransport {

@@ -460,7 +460,8 @@ impl GrpcTransport {
     }
 }
 
-fn mismatch(response: &RaftResponse) -> TransportError {
+/// A response of the wrong kind for the call (a peer bug): `INTERNAL`.
+pub(crate) fn mismatch(response: &RaftResponse) -> TransportError {
     TransportError::Status(Status::new(
         Code::Internal,
         format!("unexpected {} for this call", response.proto_name()),
