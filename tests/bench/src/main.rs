@@ -1,0 +1,3 @@
+//! `raft-grpc-bench`: side-by-side benchmarks (work in progress).
+
+fn main() {}
