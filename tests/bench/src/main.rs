@@ -1,93 +1,9 @@
-//! `raft-grpc-bench`: our transport side by side with its peers, in one run.
+//! `raft-grpc-bench`: our transport side by side with tonic, the Go
+//! library, hashicorp's NetworkTransport and a plain TCP floor. What
+//! follows is `tests/bench/README.md`: how to run it, what is measured, the
+//! systems and the rows.
 //!
-//! ```sh
-//! cargo run --release -p raft-grpc-bench -- --json tests/bench/results/latest.json
-//! cargo run --release -p raft-grpc-bench -- --quick --json /tmp/bench-quick.json   # smoke run, < 3 min
-//! ```
-//!
-//! Options: `--json FILE` (the rows), `--svg FILE` (the plot; default: the
-//! JSON path with `.svg`), `--quick`, and for exploring `--runs N`,
-//! `--systems a,b`, `--scenarios x,y`, `--snapshot-bytes N`. The table of
-//! medians and ratios goes to stdout, progress to stderr. The exit status
-//! is 1 when any measurement failed (the other rows are still written).
-//!
-//! # What is measured
-//!
-//! Wall time between **two processes on loopback**: every measurement
-//! starts a server process and a client process (this binary re-executed
-//! as `serve` / `client`, or the Go program in `go/`), and the client times
-//! its calls with a monotonic clock. Threads sleep in the kernel between
-//! events; nothing spins. On the 2-vCPU VMs this project runs on, waking a
-//! sleeping vCPU costs ~45 µs, so a small round trip is ~55 µs at best
-//! (DESIGN §7): the `tcp-floor` rows show that floor in the same run.
-//!
-//! # Systems
-//!
-//! * `rust-smol` — our async adapter, `GrpcTransport` (defaults; window 64).
-//!   "ours" in every ratio.
-//! * `rust-blocking` — our blocking adapter, `BlockingTransport`, from plain
-//!   threads.
-//! * `tonic` — the same service on tonic 0.14 / tokio, a current_thread
-//!   runtime per process, our HTTP/2 settings (1 MiB frames and stream
-//!   window, 16 MiB connection window), code generated from our `.proto`.
-//! * `go-grpc` — the Go library `github.com/dhiaayachi/raft-grpc-transport`
-//!   at **v0.1.0**, the only version the Go module proxy serves (newer ones
-//!   answer 403). v0.1.0 numbers some AppendEntries and InstallSnapshot
-//!   fields differently from v0.2.0+, so it cannot talk to our transport,
-//!   but Go client → Go server it is the library's real code and
-//!   performance (grpc-go defaults; 32 KiB snapshot chunks; no heartbeat
-//!   fast path, so heartbeats queue behind the consumer).
-//! * `go-net` — hashicorp/raft v1.7.3's `NetworkTransport` over TCP
-//!   (`NewTCPTransportWithConfig`, `MaxPool` 3, `MaxRPCsInFlight` 64,
-//!   heartbeat handler set), msgpack on a plain socket.
-//! * `tcp-floor` — a plain TCP socket: the payload with a length prefix one
-//!   way, a 16-byte reply back (see `systems::tcp_floor` for why the reply
-//!   is not an echo of the payload).
-//!
-//! Every server is Raft-shaped: one consumer handles RPCs one at a time, as
-//! hashicorp/raft's main loop does, answering AppendEntries with success;
-//! heartbeats take the transport's fast path where it has one (ours:
-//! `HeartbeatHandler`; hashicorp: `SetHeartbeatHandler`; tonic: a check in
-//! the handler; the Go library has none); InstallSnapshot data is read to
-//! its end and discarded, counting bytes.
-//!
-//! # Rows
-//!
-//! Each row's numbers are the **median across runs** (5 in a full run) of
-//! per-run values; systems are interleaved within each run.
-//!
-//! * `unary` (all systems; entry of 1, 10, 100, 1000 KiB) — sequential
-//!   AppendEntries calls with one entry, each call timed; per run p50, p99
-//!   (nearest rank) and mean over 3000 / 2000 / 1000 / 300 calls after a
-//!   10 % warm-up.
-//! * `pipeline` (all systems) — 30000 / 15000 / 3000 / 500 appends through
-//!   the transport's AppendEntries pipeline with **64 in flight** (the Go
-//!   library's fixed window, set on every system), after a 10 % warm-up:
-//!   ops/s and MB/s of entry data (MB = 10^6 bytes).
-//! * `snapshot` (`rust-smol`, `rust-blocking`, `go-grpc`, `go-net`) — one
-//!   InstallSnapshot of 1 GiB (payload_bytes 1073741824) generated in
-//!   memory by the sender: MB/s from the call to its answer, and the peak
-//!   RSS (VmHWM) of the sender (client) and receiver (server) processes,
-//!   whole-process figures including the runtime; `peak_rss_mib` is the
-//!   larger.
-//! * `heartbeat_idle` (same systems) — 500 heartbeats (term and leader
-//!   address only), one sent every 2 ms whatever the previous one is doing
-//!   (open loop), nothing else on the wire: p50, p99, mean.
-//! * `heartbeat_under_snapshot` (same systems) — heartbeats every 2 ms to
-//!   the peer that is receiving a 1 GiB snapshot from the same client, for
-//!   as long as the snapshot streams: p50, p99, mean. Where heartbeats
-//!   queue behind the snapshot (the Go library), their latency is the rest
-//!   of the snapshot's duration.
-//!
-//! Every row carries `ours_over_peer`: rust-smol's main metric divided by
-//! the row's (p50 for latencies: < 1 means ours is faster; ops/s and MB/s:
-//! > 1 means ours is faster); the table also gives it for p99.
-//!
-//! `--quick` runs 2 runs with a tenth of the operations and a 64 MiB
-//! snapshot (its rows say `payload_bytes` 67108864: the real size), in
-//! under 3 minutes including the Go build; it is a smoke test, its timings
-//! are not asserted. Go missing: the Go rows are skipped with a note,
-//! unless `RAFT_GRPC_BENCH_REQUIRE_GO=1`.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -55,7 +55,7 @@ impl Settings {
     pub fn new(quick: bool) -> Settings {
         Settings {
             quick,
-            runs: if quick { 2 } else { 5 },
+            runs: if quick { 2 } else { 7 },
             systems: SYSTEMS.iter().map(|s| s.to_string()).collect(),
             scenarios: Scenario::ALL.to_vec(),
             snapshot_bytes: if quick { 64 << 20 } else { 1 << 30 },
@@ -69,16 +69,16 @@ impl Settings {
     /// while the whole full run stays near a quarter of an hour here.
     pub fn workload(&self, scenario: Scenario, payload: u64) -> (u64, u64) {
         let ops = match (scenario, payload >> 10) {
-            (Scenario::Unary, 0..=1) => 3000,
-            (Scenario::Unary, 2..=10) => 2000,
-            (Scenario::Unary, 11..=100) => 1000,
-            (Scenario::Unary, _) => 300,
-            (Scenario::Pipeline, 0..=1) => 30_000,
-            (Scenario::Pipeline, 2..=10) => 15_000,
-            (Scenario::Pipeline, 11..=100) => 3000,
-            (Scenario::Pipeline, _) => 500,
+            (Scenario::Unary, 0..=1) => 10_000,
+            (Scenario::Unary, 2..=10) => 8000,
+            (Scenario::Unary, 11..=100) => 4000,
+            (Scenario::Unary, _) => 1500,
+            (Scenario::Pipeline, 0..=1) => 150_000,
+            (Scenario::Pipeline, 2..=10) => 100_000,
+            (Scenario::Pipeline, 11..=100) => 20_000,
+            (Scenario::Pipeline, _) => 3000,
             (Scenario::Snapshot, _) => 1,
-            (Scenario::HeartbeatIdle, _) => 500,
+            (Scenario::HeartbeatIdle, _) => 1000,
             (Scenario::HeartbeatUnderSnapshot, _) => 0,
         };
         let ops = if self.quick { (ops / 10).max(1) } else { ops };

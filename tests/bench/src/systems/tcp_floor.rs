@@ -10,12 +10,16 @@
 //! make the "floor" slower than the systems above it for large payloads.
 //!
 //! Unary: one message, one reply, sequentially. Pipeline: a writer thread
-//! keeps at most [`WINDOW`] messages unanswered while a reader thread takes
-//! the replies.
+//! keeps at most [`WINDOW`] messages unanswered while the reader takes the
+//! replies; both ends batch their writes the way an RPC library does (the
+//! client's messages in a 64 KiB buffer, flushed when it fills or the
+//! window does; the server's replies flushed when no more requests are
+//! waiting), so the floor is not held back by one syscall per small
+//! message.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{TrySendError, sync_channel};
 use std::thread;
 use std::time::Instant;
 
@@ -44,7 +48,7 @@ pub fn serve(listen: &str) -> Result<(), String> {
 
 fn serve_connection(stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
+    let mut writer = BufWriter::with_capacity(64 << 10, stream.try_clone()?);
     let mut reader = BufReader::with_capacity(256 << 10, stream);
     let mut reply = [0u8; 4 + REPLY_LEN];
     reply[..4].copy_from_slice(&(REPLY_LEN as u32).to_be_bytes());
@@ -55,6 +59,10 @@ fn serve_connection(stream: TcpStream) -> std::io::Result<()> {
         buf.resize(u32::from_be_bytes(len) as usize, 0);
         reader.read_exact(&mut buf)?;
         writer.write_all(&reply)?;
+        // Replies to requests that arrived together leave together.
+        if reader.buffer().is_empty() {
+            writer.flush()?;
+        }
     }
 }
 
@@ -66,21 +74,23 @@ fn read_reply(stream: &mut impl Read) -> std::io::Result<()> {
 /// Runs one measurement (unary or pipeline).
 pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
     let io = |e: std::io::Error| format!("tcp-floor: {e}");
-    let mut stream = TcpStream::connect(&args.target).map_err(io)?;
+    let stream = TcpStream::connect(&args.target).map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
+    let mut writer = stream.try_clone().map_err(io)?;
+    let mut stream = BufReader::with_capacity(64 << 10, stream);
     let mut message = (args.payload as u32).to_be_bytes().to_vec();
     message.resize(4 + args.payload as usize, 0x5a);
     match args.scenario {
         Scenario::Unary => {
             for _ in 0..args.warmup {
-                stream.write_all(&message).map_err(io)?;
+                writer.write_all(&message).map_err(io)?;
                 read_reply(&mut stream).map_err(io)?;
             }
             let mut latencies = Vec::with_capacity(args.ops as usize);
             let start = Instant::now();
             for _ in 0..args.ops {
                 let at = Instant::now();
-                stream.write_all(&message).map_err(io)?;
+                writer.write_all(&message).map_err(io)?;
                 read_reply(&mut stream).map_err(io)?;
                 latencies.push(super::nanos(at.elapsed()));
             }
@@ -91,7 +101,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
             ))
         }
         Scenario::Pipeline => {
-            let mut writer = stream.try_clone().map_err(io)?;
+            let mut writer = BufWriter::with_capacity(64 << 10, writer);
             let mut pipelined = |n: u64| {
                 // One token per unanswered message: the writer blocks when
                 // WINDOW are out.
@@ -101,12 +111,21 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                     let writer = &mut writer;
                     let sent = scope.spawn(move || {
                         for _ in 0..n {
-                            if tokens.send(()).is_err() {
-                                break;
+                            match tokens.try_send(()) {
+                                Ok(()) => {}
+                                // The window is full: send what is
+                                // buffered, then wait for a reply.
+                                Err(TrySendError::Full(())) => {
+                                    writer.flush()?;
+                                    if tokens.send(()).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(TrySendError::Disconnected(())) => break,
                             }
                             writer.write_all(message)?;
                         }
-                        Ok::<(), std::io::Error>(())
+                        writer.flush()
                     });
                     for _ in 0..n {
                         read_reply(&mut stream)?;
