@@ -60,7 +60,7 @@ pub use io::H2Io;
 pub use raft_grpc_transport::transport::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
 };
-pub use rpc::Consumer;
+pub use rpc::{Consumer, IncomingPipeline};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -184,6 +184,22 @@ impl GrpcTransport {
             .inner
             .server
             .heartbeat
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+
+    /// Hands every AppendEntries pipeline stream that a peer opens from now
+    /// on to `handler`, as an [`IncomingPipeline`] of its appends in order,
+    /// instead of putting them on the consumer queue with the appends of
+    /// other streams; `None` sends them to the consumer again. A relay or
+    /// proxy needs this to keep each stream's appends together and in
+    /// order. The handler runs on the stream's task and must not block:
+    /// spawn a task that takes the appends.
+    pub fn set_pipeline_handler(&self, handler: Option<PipelineHandler>) {
+        *self
+            .inner
+            .server
+            .pipeline
             .write()
             .unwrap_or_else(|e| e.into_inner()) = handler;
     }
@@ -460,6 +476,10 @@ impl GrpcTransport {
     }
 }
 
+/// Takes the AppendEntries pipeline streams peers open (see
+/// [`GrpcTransport::set_pipeline_handler`]). It must not block.
+pub type PipelineHandler = Arc<dyn Fn(IncomingPipeline) + Send + Sync>;
+
 /// A response of the wrong kind for the call (a peer bug): `INTERNAL`.
 pub(crate) fn mismatch(response: &RaftResponse) -> TransportError {
     TransportError::Status(Status::new(
@@ -489,6 +509,7 @@ impl Builder {
             config: self.config.clone(),
             consumer: tx,
             heartbeat: RwLock::new(None),
+            pipeline: RwLock::new(None),
             shutdown: Event::new(),
             closed: AtomicBool::new(false),
         });

@@ -170,6 +170,53 @@ impl Stream for Consumer {
     }
 }
 
+/// One AppendEntries pipeline stream a peer opened, handed to the
+/// transport's pipeline handler (see
+/// [`GrpcTransport::set_pipeline_handler`](crate::GrpcTransport::set_pipeline_handler)):
+/// its appends, in the order the peer sent them.
+///
+/// Each [`Rpc`] is an AppendEntries with its own responder. Answers may be
+/// given in any order: the stream sends them back in request order. An
+/// error answer ends the whole stream with that status, as gRPC streams
+/// end (appends after it are not answered). At most `consumer_queue`
+/// appends wait here; then the stream stops reading from the peer (HTTP/2
+/// flow control holds it back).
+#[derive(Debug)]
+pub struct IncomingPipeline {
+    rx: Pin<Box<async_channel::Receiver<Rpc>>>,
+}
+
+impl IncomingPipeline {
+    pub(crate) fn new(rx: async_channel::Receiver<Rpc>) -> Self {
+        IncomingPipeline { rx: Box::pin(rx) }
+    }
+
+    /// The next append, in the order the peer sent them; `None` once the
+    /// stream is over. A stream that ends while appends still wait here
+    /// (the peer reset it, its deadline passed, an answer was an error,
+    /// the transport closed) drops them: their answers could go nowhere.
+    pub async fn recv(&self) -> Option<Rpc> {
+        let rpc = self.rx.recv().await.ok()?;
+        self.live(rpc)
+    }
+
+    /// An append taken from a channel that is closed is one the stream
+    /// left behind: a stream that ends well has taken an answer for every
+    /// append it delivered.
+    fn live(&self, rpc: Rpc) -> Option<Rpc> {
+        (!self.rx.is_closed()).then_some(rpc)
+    }
+}
+
+impl Stream for IncomingPipeline {
+    type Item = Rpc;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Rpc>> {
+        let rpc = std::task::ready!(self.rx.as_mut().poll_next(cx));
+        Poll::Ready(rpc.and_then(|rpc| self.live(rpc)))
+    }
+}
+
 /// Requests of a pipeline stream waiting for their answers, and answers
 /// that came early.
 #[derive(Debug, Default)]

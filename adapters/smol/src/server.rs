@@ -5,8 +5,11 @@
 //! handshake and h2's accept loop, which also drives the connection's
 //! I/O), and the task per stream, which moves bytes between h2 and the
 //! `ServerCall` and hands requests to the application: heartbeats to the
-//! [`HeartbeatHandler`](crate::HeartbeatHandler) when one is set, everything
-//! else to the [`Consumer`](crate::Consumer) queue. A connection that does
+//! [`HeartbeatHandler`](crate::HeartbeatHandler) when one is set, the
+//! appends of a pipeline stream to its own
+//! [`IncomingPipeline`](crate::IncomingPipeline) when a
+//! [`PipelineHandler`](crate::PipelineHandler) is set, everything else to
+//! the [`Consumer`](crate::Consumer) queue. A connection that does
 //! not speak HTTP/2 fails its handshake and is dropped; the others go on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,12 +26,13 @@ use http::Request;
 use raft_grpc_transport::call::{ServerCall, ServerEvent, ServerTransmit};
 use raft_grpc_transport::heartbeat::is_heartbeat;
 use raft_grpc_transport::message::{RaftRequest, RaftResponse};
-use raft_grpc_transport::{Code, Status};
+use raft_grpc_transport::{Code, RpcMethod, Status};
 
+use crate::PipelineHandler;
 use crate::client::PeerStream;
 use crate::config::Config;
 use crate::io::H2Io;
-use crate::rpc::{Answer, AnswerOrder, ChannelSnapshot, responder};
+use crate::rpc::{Answer, AnswerOrder, ChannelSnapshot, IncomingPipeline, responder};
 use raft_grpc_transport::transport::{HeartbeatHandler, Responder, Rpc, SnapshotReader};
 
 /// Snapshot chunks buffered between a stream and its reader.
@@ -39,6 +43,7 @@ pub(crate) struct ServerShared {
     pub(crate) config: Config,
     pub(crate) consumer: async_channel::Sender<Rpc>,
     pub(crate) heartbeat: RwLock<Option<HeartbeatHandler>>,
+    pub(crate) pipeline: RwLock<Option<PipelineHandler>>,
     pub(crate) shutdown: Event,
     pub(crate) closed: AtomicBool,
 }
@@ -50,6 +55,13 @@ impl ServerShared {
 
     fn heartbeat_handler(&self) -> Option<HeartbeatHandler> {
         self.heartbeat
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn pipeline_handler(&self) -> Option<PipelineHandler> {
+        self.pipeline
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -150,6 +162,17 @@ async fn serve_stream(
             return;
         }
     };
+    // A pipeline stream gets its own queue when a pipeline handler is set;
+    // dropping the sender when the stream is over ends its
+    // `IncomingPipeline`.
+    let pipeline = (call.method() == RpcMethod::AppendEntriesPipeline)
+        .then(|| shared.pipeline_handler())
+        .flatten()
+        .map(|handler| {
+            let (tx, rx) = async_channel::bounded(shared.config.consumer_queue.max(1));
+            handler(IncomingPipeline::new(rx));
+            tx
+        });
     let (answer_tx, answer_rx) = async_channel::unbounded::<Answer>();
     let mut order = AnswerOrder::default();
     let mut next_seq = 0u64;
@@ -189,7 +212,9 @@ async fn serve_stream(
                     let responder = responder(next_seq, answer_tx.clone());
                     next_seq += 1;
                     let stream = (&mut respond, &mut send);
-                    deliver(&shared, &mut call, stream, request, responder, &mut feed).await;
+                    let queue = pipeline.as_ref();
+                    let to = (queue, &mut feed);
+                    deliver(&shared, &mut call, stream, request, responder, to).await;
                 }
             }
         }
@@ -312,17 +337,20 @@ enum Delivery {
     Deadline,
 }
 
-/// Hands a request to the heartbeat handler or the consumer. While the
-/// consumer queue is full, the call still sees the client's reset, its
-/// deadline and shutdown: the request is then dropped, never delivered
-/// late.
+/// Hands a request to the heartbeat handler, the stream's own pipeline
+/// queue (`pipeline`) or the consumer. While the queue is full, the call
+/// still sees the client's reset, its deadline and shutdown: the request
+/// is then dropped, never delivered late.
 async fn deliver(
     shared: &Arc<ServerShared>,
     call: &mut ServerCall,
     (respond, send): (&mut SendResponse<Bytes>, &mut Option<SendStream<Bytes>>),
     request: RaftRequest,
     responder: Responder,
-    feed: &mut Option<SnapshotFeed>,
+    (pipeline, feed): (
+        Option<&async_channel::Sender<Rpc>>,
+        &mut Option<SnapshotFeed>,
+    ),
 ) {
     if let RaftRequest::AppendEntries(append) = &request {
         if is_heartbeat(append) {
@@ -360,7 +388,7 @@ async fn deliver(
     }
     let deadline = call.poll_timeout();
     let sent = async {
-        match shared.consumer.send(rpc).await {
+        match pipeline.unwrap_or(&shared.consumer).send(rpc).await {
             Ok(()) => Delivery::Delivered,
             Err(_) => Delivery::Refused,
         }
@@ -387,7 +415,12 @@ async fn deliver(
     match future::or(future::or(sent, closed), future::or(reset, late)).await {
         Delivery::Delivered => {}
         Delivery::Refused => {
-            let _ = call.respond_error(Status::new(Code::Unavailable, "transport shut down"));
+            let message = if pipeline.is_some() && !shared.is_closed() {
+                "the pipeline handler dropped this stream"
+            } else {
+                "transport shut down"
+            };
+            let _ = call.respond_error(Status::new(Code::Unavailable, message));
         }
         Delivery::Reset(Ok(reason)) => call.handle_reset(reason.into(), Instant::now()),
         Delivery::Reset(Err(e)) => call.handle_connection_lost(Status::new(
