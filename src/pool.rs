@@ -431,6 +431,26 @@ impl PeerPool {
         }
     }
 
+    /// Streams open on this connection (0 for one unknown or closed).
+    pub fn open_streams(&self, conn: ConnId) -> usize {
+        match self.conns.get(&conn) {
+            Some((
+                _,
+                ConnInfo {
+                    draining_streams: Some(n),
+                    ..
+                },
+            )) => *n,
+            _ => match self
+                .slot_of(conn)
+                .and_then(|(peer, slot)| self.slot_state(peer, slot))
+            {
+                Some(SlotState::Ready { streams, .. }) => streams,
+                _ => 0,
+            },
+        }
+    }
+
     /// A stream was opened on this connection.
     pub fn stream_opened(&mut self, conn: ConnId) {
         if let Some(SlotState::Ready { streams, .. }) = self.slot_mut(conn) {

@@ -373,11 +373,13 @@ async fn run_connect(shared: Arc<ClientShared>, conn: ConnId, peer: String) {
             Err(e) => Status::new(Code::Unavailable, format!("connection to {peer} lost: {e}")),
         }
     };
+    let busy = || shared.read(|s| s.endpoint.pool().open_streams(conn) > 0);
     let ping = keepalive_loop(
         ping_pong,
         config.keepalive_interval,
         config.keepalive_timeout,
         &peer,
+        busy,
     );
     let status = future::or(drive, ping).await;
     shared.update(|s, now| {
@@ -392,18 +394,23 @@ async fn expire<T>(deadline: Instant) -> io::Result<T> {
     Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
 }
 
-/// Pings the peer every `interval`; returns when a pong is late.
+/// Pings the peer every `interval` while `busy` (calls in flight);
+/// returns when a pong is late.
 async fn keepalive_loop(
     ping_pong: Option<h2::PingPong>,
     interval: Option<std::time::Duration>,
     timeout: std::time::Duration,
     peer: &str,
+    busy: impl Fn() -> bool,
 ) -> Status {
     let (Some(mut ping_pong), Some(interval)) = (ping_pong, interval) else {
         return future::pending().await;
     };
     loop {
         Timer::after(interval).await;
+        if !busy() {
+            continue;
+        }
         let pong = async { ping_pong.ping(h2::Ping::opaque()).await.is_ok() };
         let late = async {
             Timer::after(timeout).await;

@@ -43,8 +43,13 @@ pub struct Config {
     pub max_frame_size: u32,
     /// Streams a peer may open on one of our connections (default 1024).
     pub max_concurrent_streams: u32,
-    /// Send an HTTP/2 PING on an idle connection this often (default 10 s;
-    /// `None` disables keepalive).
+    /// While calls are in flight on a connection, send an HTTP/2 PING this
+    /// often (default 5 min; `None` disables keepalive). No PING goes out
+    /// on a connection without calls. The default is grpc-go's: its servers
+    /// allow one PING per 5 minutes while calls are open (none without),
+    /// and after three early ones close the connection with GOAWAY
+    /// `too_many_pings`, so a shorter interval breaks long snapshots to Go
+    /// nodes. Between our own nodes any interval works.
     pub keepalive_interval: Option<Duration>,
     /// A PING unanswered for this long closes the connection (default 20 s).
     pub keepalive_timeout: Duration,
@@ -76,7 +81,7 @@ impl Default for Config {
             connection_window: 16 << 20,
             max_frame_size: 1 << 20,
             max_concurrent_streams: 1024,
-            keepalive_interval: Some(Duration::from_secs(10)),
+            keepalive_interval: Some(Duration::from_secs(300)),
             keepalive_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
             backoff: Backoff::default(),
