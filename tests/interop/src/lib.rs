@@ -1,8 +1,149 @@
 //! Shared helpers of the interop tests: finding `go`, building the Go
-//! harness in `go/`, and running its programs.
+//! harness in `go/`, running its programs, and the canonical JSON form in
+//! which both sides print what they sent and received ([`canon`]).
 //!
 //! The tests themselves are in `tests/`; every test name contains `interop`
 //! so that `cargo test --workspace interop` selects them.
+//!
+//! Go is needed for the Go parts. Without `go` on `PATH` those tests print
+//! that they skip and pass, unless `RAFT_GRPC_INTEROP=require` (set by
+//! `.ci/run`), under which a missing `go` fails them.
+
+pub mod canon;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, mpsc};
+
+/// The environment variable that turns a missing `go` into a failure.
+pub const REQUIRE_ENV: &str = "RAFT_GRPC_INTEROP";
+
+/// Whether `go` runs here. When it does not: panics if
+/// `RAFT_GRPC_INTEROP=require`, else prints that `test` skips and returns
+/// false.
+pub fn go_available(test: &str) -> bool {
+    let works = Command::new("go")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return true;
+    }
+    if std::env::var(REQUIRE_ENV).as_deref() == Ok("require") {
+        panic!("{test}: `go` is not on PATH, and {REQUIRE_ENV}=require");
+    }
+    eprintln!("{test}: skipped, `go` is not on PATH (set {REQUIRE_ENV}=require to fail instead)");
+    false
+}
+
+/// The Go module of the harness: `tests/interop/go`.
+pub fn go_module_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("go")
+}
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// Builds `go/cmd/<name>` into `target/interop-go/<name>` (once per test
+/// process) and returns the binary's path. Panics with go's output when the
+/// build fails.
+pub fn build_go_program(name: &str) -> PathBuf {
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let out = target_dir().join("interop-go").join(name);
+    let output = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("./cmd/{name}"))
+        .current_dir(go_module_dir())
+        .output()
+        .expect("run go build");
+    assert!(
+        output.status.success(),
+        "go build ./cmd/{name} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.insert(name.to_owned(), out.clone());
+    out
+}
+
+/// A child process killed when dropped. Its stdout is read by a thread of
+/// its own as it comes (so a chatty program never blocks on a full pipe)
+/// and handed out line by line.
+pub struct Program {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Program {
+    /// Starts `command` with stdout piped (stderr is inherited).
+    pub fn spawn(command: &mut Command) -> Program {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Program { child, lines }
+    }
+
+    /// The next line of stdout without its newline; None at end of output.
+    pub fn line(&mut self) -> Option<String> {
+        self.lines.recv().ok()
+    }
+
+    /// Reads lines until one starts with `prefix`; returns the rest of it.
+    pub fn wait_for(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .line()
+                .unwrap_or_else(|| panic!("program ended before printing {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    /// Waits for the program to end and returns every line it still prints
+    /// and whether it exited successfully.
+    pub fn finish(mut self) -> (Vec<String>, bool) {
+        let mut lines = Vec::new();
+        while let Some(line) = self.line() {
+            lines.push(line);
+        }
+        let status = self.child.wait().expect("wait for the program");
+        (lines, status.success())
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 // --- Helpers of the cluster-through-relay test (tests/cluster_interop.rs),
 // usable by any test that runs workspace examples or whole programs. They

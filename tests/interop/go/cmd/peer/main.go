@@ -1,0 +1,291 @@
+// Command peer is the Go side of the Rust ↔ Go interop tests: a
+// hashicorp/raft node's transport (package transport, over grpc-go) that
+// either serves with the reference responder or calls a peer with every
+// RPC kind, printing a transcript of canonical JSON lines (package canon).
+//
+//	peer serve --listen 127.0.0.1:0 --id go-server
+//	peer call  --target 127.0.0.1:7000 [--snapshot-size 67108864] [--pipeline 10000] [--oversized]
+//
+// serve prints "listening on ADDR", then one line per RPC answered:
+// {"rpc":…,"request":…,"response":…}. The reference responder is the one of
+// the Rust crate (src/reference.rs): AppendEntries succeeds with the
+// request's term and last_log = the last entry's index (prev_log_entry when
+// there are none); votes and pre-votes are granted at the request's term;
+// InstallSnapshot reads all data and succeeds when exactly size bytes
+// arrived; TimeoutNow gets an empty answer. Every response carries the
+// header {3, ID, ADDR}. RPCs are taken one at a time from the consumer, as
+// hashicorp/raft does; heartbeats come through the heartbeat handler.
+//
+// call sends a fixed suite (every RPC kind, every field set, values above
+// 2^32, a 100 KiB entry, a snapshot, a pipeline) and prints one line per
+// call, with "error" instead of "response" when it failed; the exit code is
+// 1 when any call failed. With --oversized it sends only one AppendEntries
+// of 5 MiB, beyond the 4 MiB limit, and one ordinary call after it.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go/canon"
+	"github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go/transport"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// out serializes transcript lines from concurrent goroutines.
+type out struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (o *out) line(s string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.w.WriteString(s)
+	o.w.WriteByte('\n')
+	o.w.Flush()
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: peer serve|call [flags]")
+		os.Exit(2)
+	}
+	o := &out{w: bufio.NewWriter(os.Stdout)}
+	switch os.Args[1] {
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ExitOnError)
+		listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+		id := fs.String("id", "go-server", "server ID in response headers")
+		fs.Parse(os.Args[2:])
+		serve(o, *listen, *id)
+	case "call":
+		fs := flag.NewFlagSet("call", flag.ExitOnError)
+		target := fs.String("target", "", "address of the peer to call")
+		snapshot := fs.Int64("snapshot-size", 64<<20, "bytes of snapshot data")
+		pipeline := fs.Int("pipeline", 10000, "pipelined appends")
+		oversized := fs.Bool("oversized", false, "send a 5 MiB AppendEntries, then one ordinary call")
+		fs.Parse(os.Args[2:])
+		if *target == "" {
+			fmt.Fprintln(os.Stderr, "call: --target is required")
+			os.Exit(2)
+		}
+		os.Exit(call(o, raft.ServerAddress(*target), *snapshot, *pipeline, *oversized))
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func serve(o *out, listen, id string) {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	addr := l.Addr().String()
+	t := transport.New(l, raft.ServerAddress(addr), transport.Options{})
+	header := raft.RPCHeader{ProtocolVersion: 3, ID: []byte(id), Addr: []byte(addr)}
+	t.SetHeartbeatHandler(func(rpc raft.RPC) { o.line(answer(rpc, header)) })
+	o.line("listening on " + addr)
+	for rpc := range t.Consumer() {
+		o.line(answer(rpc, header))
+	}
+}
+
+// answer responds to rpc the reference way and returns its transcript line.
+func answer(rpc raft.RPC, header raft.RPCHeader) string {
+	var response any
+	data := ""
+	switch r := rpc.Command.(type) {
+	case *raft.AppendEntriesRequest:
+		last := r.PrevLogEntry
+		if n := len(r.Entries); n > 0 {
+			last = r.Entries[n-1].Index
+		}
+		response = &raft.AppendEntriesResponse{RPCHeader: header, Term: r.Term, LastLog: last, Success: true}
+	case *raft.RequestVoteRequest:
+		response = &raft.RequestVoteResponse{RPCHeader: header, Term: r.Term, Granted: true}
+	case *raft.RequestPreVoteRequest:
+		response = &raft.RequestPreVoteResponse{RPCHeader: header, Term: r.Term, Granted: true}
+	case *raft.TimeoutNowRequest:
+		response = &raft.TimeoutNowResponse{RPCHeader: header}
+	case *raft.InstallSnapshotRequest:
+		h := crc32.New(castagnoli)
+		n, err := io.Copy(h, rpc.Reader)
+		data = canon.Data(n, h.Sum32())
+		response = &raft.InstallSnapshotResponse{RPCHeader: header, Term: r.Term, Success: err == nil && n == r.Size}
+	default:
+		rpc.Respond(nil, fmt.Errorf("unexpected command %T", rpc.Command))
+		return fmt.Sprintf(`{"unexpected":%q}`, fmt.Sprintf("%T", rpc.Command))
+	}
+	rpc.Respond(response, nil)
+	return canon.Exchange(rpc.Command, data, response, nil)
+}
+
+// pattern is the snapshot data: a reader of size deterministic bytes.
+type pattern struct{ pos, size int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.pos >= p.size {
+		return 0, io.EOF
+	}
+	n := int64(len(b))
+	if left := p.size - p.pos; left < n {
+		n = left
+	}
+	for i := int64(0); i < n; i++ {
+		x := uint64(p.pos + i)
+		b[i] = byte((x * 0x9E3779B1) >> 13)
+	}
+	p.pos += n
+	return int(n), nil
+}
+
+func patternData(size int64) string {
+	h := crc32.New(castagnoli)
+	io.Copy(h, &pattern{size: size})
+	return canon.Data(size, h.Sum32())
+}
+
+func call(o *out, target raft.ServerAddress, snapshotSize int64, pipelined int, oversized bool) int {
+	t := transport.New(mustListen(), "127.0.0.1:1", transport.Options{Timeout: 30 * time.Second})
+	defer t.Close()
+	header := raft.RPCHeader{ProtocolVersion: 3, ID: []byte("go-client"), Addr: []byte("127.0.0.1:1")}
+	failed := 0
+	record := func(command any, data string, response any, err error) {
+		if err != nil {
+			failed++
+		}
+		o.line(canon.Exchange(command, data, response, err))
+	}
+	appendEntries := func(req *raft.AppendEntriesRequest) {
+		var resp raft.AppendEntriesResponse
+		err := t.AppendEntries("", target, req, &resp)
+		record(req, "", &resp, err)
+	}
+	if oversized {
+		appendEntries(&raft.AppendEntriesRequest{RPCHeader: header, Term: 1, Entries: []*raft.Log{{Index: 1, Term: 1, Data: make([]byte, 5<<20)}}})
+		appendEntries(&raft.AppendEntriesRequest{RPCHeader: header, Term: 1})
+		if failed == 1 {
+			return 0
+		}
+		return 1
+	}
+
+	at := time.Unix(1_700_000_000, 123_456_789)
+	var entries []*raft.Log
+	for i := 0; i < 6; i++ {
+		l := &raft.Log{
+			Index: uint64(11 + i), Term: 7, Type: raft.LogType(i),
+			Data: []byte(fmt.Sprintf("go entry %d", 11+i)), Extensions: []byte{byte(i), 0xff},
+		}
+		if i%2 == 0 {
+			l.AppendedAt = at.Add(time.Duration(i) * time.Millisecond)
+		}
+		entries = append(entries, l)
+	}
+	big := make([]byte, 100<<10)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	entries = append(entries, &raft.Log{Index: 17, Term: 7, Type: raft.LogCommand, Data: big})
+	appendEntries(&raft.AppendEntriesRequest{
+		RPCHeader: header, Term: 1<<40 + 7, Leader: []byte("127.0.0.1:1"),
+		PrevLogEntry: 10, PrevLogTerm: 6, Entries: entries, LeaderCommitIndex: 9,
+	})
+	// A heartbeat: term and leader address only.
+	appendEntries(&raft.AppendEntriesRequest{RPCHeader: header, Term: 7})
+
+	vote := &raft.RequestVoteRequest{RPCHeader: header, Term: 1<<63 + 5, Candidate: []byte("127.0.0.1:1"), LastLogIndex: math.MaxUint64, LastLogTerm: 7, LeadershipTransfer: true}
+	var voteResp raft.RequestVoteResponse
+	record(vote, "", &voteResp, t.RequestVote("", target, vote, &voteResp))
+
+	preVote := &raft.RequestPreVoteRequest{RPCHeader: header, Term: 9, LastLogIndex: 17, LastLogTerm: 7}
+	var preVoteResp raft.RequestPreVoteResponse
+	record(preVote, "", &preVoteResp, t.RequestPreVote("", target, preVote, &preVoteResp))
+
+	timeoutNow := &raft.TimeoutNowRequest{RPCHeader: header}
+	var timeoutNowResp raft.TimeoutNowResponse
+	record(timeoutNow, "", &timeoutNowResp, t.TimeoutNow("", target, timeoutNow, &timeoutNowResp))
+
+	configuration := make([]byte, 100)
+	for i := range configuration {
+		configuration[i] = byte(200 - i)
+	}
+	snapshot := &raft.InstallSnapshotRequest{
+		RPCHeader: header, SnapshotVersion: 1, Term: 7, Leader: []byte("127.0.0.1:1"),
+		LastLogIndex: 1000, LastLogTerm: 7, Peers: []byte("peers"), Configuration: configuration,
+		ConfigurationIndex: 900, Size: snapshotSize,
+	}
+	var snapshotResp raft.InstallSnapshotResponse
+	err := t.InstallSnapshot("", target, snapshot, &snapshotResp, &pattern{size: snapshotSize})
+	record(snapshot, patternData(snapshotSize), &snapshotResp, err)
+
+	if pipelined > 0 {
+		if err := runPipeline(t, target, header, pipelined, record); err != nil {
+			fmt.Fprintln(os.Stderr, "pipeline:", err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func runPipeline(t *transport.Transport, target raft.ServerAddress, header raft.RPCHeader, n int, record func(any, string, any, error)) error {
+	p, err := t.AppendEntriesPipeline("", target)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	done := make(chan error, 1)
+	go func() {
+		for k := 1; k <= n; k++ {
+			f := <-p.Consumer()
+			record(f.Request(), "", f.Response(), f.Error())
+			if got := f.Request().Entries[0].Index; got != uint64(k) {
+				done <- fmt.Errorf("completion %d is for append %d", k, got)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for k := 1; k <= n; k++ {
+		req := &raft.AppendEntriesRequest{
+			RPCHeader: header, Term: 7, PrevLogEntry: uint64(k - 1), PrevLogTerm: 7, LeaderCommitIndex: uint64(k - 1),
+			Entries: []*raft.Log{{Index: uint64(k), Term: 7, Data: []byte(fmt.Sprintf("pipelined %08d", k))}},
+		}
+		if _, err := p.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
+			return err
+		}
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(60 * time.Second):
+		return errors.New("pipeline completions did not arrive within 60 s")
+	}
+}
+
+func mustListen() net.Listener {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	return l
+}
