@@ -33,6 +33,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -150,7 +151,14 @@ func (t *Transport) client(target raft.ServerAddress) (pb.RaftTransportServiceCl
 	if conn, ok := t.conns[target]; ok {
 		return pb.NewRaftTransportServiceClient(conn), nil
 	}
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	// Reconnect within at most 1 s (grpc-go's default backoff grows to
+	// 120 s), so a restarted peer is reachable again promptly.
+	backoffConfig := backoff.DefaultConfig
+	backoffConfig.MaxDelay = time.Second
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoffConfig, MinConnectTimeout: 5 * time.Second}),
+	}
 	if t.opts.Dial != nil {
 		dialOpts = append(dialOpts, grpc.WithContextDialer(t.opts.Dial))
 	}
