@@ -82,7 +82,7 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
     for name in flags.keys() {
         if !matches!(
             name.as_str(),
-            "quick" | "json" | "svg" | "runs" | "systems" | "scenarios" | "snapshot-bytes"
+            "quick" | "json" | "svg" | "runs" | "systems" | "scenarios" | "snapshot-bytes" | "pin"
         ) {
             return Err(format!("unknown option --{name}"));
         }
@@ -111,6 +111,12 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
         settings.snapshot_bytes = bytes
             .parse()
             .map_err(|e| format!("--snapshot-bytes: {e}"))?;
+    }
+    if let Some(pin) = flags.get("pin") {
+        let (server, client) = pin
+            .split_once(':')
+            .ok_or("--pin: expected SERVER_CPUS:CLIENT_CPUS, e.g. 0:1")?;
+        settings.pin = Some((server.to_owned(), client.to_owned()));
     }
     let json = flags.get("json").map(PathBuf::from);
     let svg = flags

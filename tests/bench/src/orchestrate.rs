@@ -48,6 +48,9 @@ pub struct Settings {
     pub interval_us: u64,
     /// A measurement not done in this long is killed and reported.
     pub time_limit: Duration,
+    /// CPU lists (`taskset -c` syntax) to pin every server and every client
+    /// process to; `None` lets the scheduler place them.
+    pub pin: Option<(String, String)>,
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
             snapshot_bytes: if quick { 64 << 20 } else { 1 << 30 },
             interval_us: 2000,
             time_limit: Duration::from_secs(if quick { 60 } else { 300 }),
+            pin: None,
         }
     }
 
@@ -228,7 +232,8 @@ fn measure(
     } else {
         programs.rust.clone()
     };
-    let mut server = Command::new(&program)
+    let pin = settings.pin.as_ref();
+    let mut server = command(&program, pin.map(|p| p.0.as_str()))
         .args(["serve", "--system", system, "--listen", "127.0.0.1:0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -261,7 +266,11 @@ fn measure(
         snapshot_bytes: settings.snapshot_bytes,
         interval_us: settings.interval_us,
     };
-    let result = run_client(&program, &args, settings.time_limit);
+    let result = run_client(
+        command(&program, pin.map(|p| p.1.as_str())),
+        &args,
+        settings.time_limit,
+    );
     let server_rss = crate::protocol::peak_rss_kib(&server.pid().to_string());
     drop(server_stdin);
     let (_, server_timed_out) = server.finish(true);
@@ -272,12 +281,25 @@ fn measure(
     Ok(Sample::new(scenario, &report, server_rss))
 }
 
+/// A command running `program`, under `taskset -c cpus` when pinned
+/// (taskset execs the program: the pid stays the program's).
+fn command(program: &PathBuf, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpus).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 fn run_client(
-    program: &PathBuf,
+    mut command: Command,
     args: &ClientArgs,
     limit: Duration,
 ) -> Result<ClientReport, String> {
-    let mut client = Command::new(program)
+    let mut client = command
         .args(args.to_argv())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -401,10 +423,17 @@ pub fn run(settings: &Settings, programs: &Programs, skipped: Vec<String>) -> Re
             snapshot_bytes: settings.snapshot_bytes,
             heartbeat_interval_us: settings.interval_us,
             ours: OURS.to_owned(),
-            method: "wall time measured by the client process against a server process, \
-                     both on 127.0.0.1, threads sleeping in the kernel between events (no \
-                     spinning); fresh processes per measurement"
-                .to_owned(),
+            method: format!(
+                "wall time measured by the client process against a server process, both on \
+                 127.0.0.1, threads sleeping in the kernel between events (no spinning); fresh \
+                 processes per measurement; {}",
+                match &settings.pin {
+                    Some((server, client)) => {
+                        format!("servers pinned to CPUs {server}, clients to CPUs {client}")
+                    }
+                    None => "processes placed by the scheduler (not pinned)".to_owned(),
+                }
+            ),
             skipped,
             failures,
         },
