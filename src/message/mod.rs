@@ -48,7 +48,7 @@ use crate::wire;
 pub(crate) use writer::FieldWriter;
 use writer::{
     bool_len, bytes_len, int64_len, message_len, optional_fixed32_len, optional_int64_len,
-    uint32_len, uint64_len,
+    uint32_len, uint64_len, zero_copy_len,
 };
 
 /// A message's protobuf bytes could not be turned into a Raft message.
@@ -84,6 +84,16 @@ pub(crate) mod sealed {
     pub trait Sealed {
         /// Writes the message's fields, in field-number order.
         fn encode_fields(&self, w: &mut super::FieldWriter);
+
+        /// Total length of the `bytes` payloads the writer hands through
+        /// instead of copying (those of at least `zero_copy_min` bytes), so
+        /// that the encoder sizes its copy buffer once. The default, zero,
+        /// suits messages whose payloads are small: it can only over-size
+        /// the buffer, never under-size it.
+        fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+            let _ = zero_copy_min;
+            0
+        }
     }
 }
 
@@ -169,6 +179,10 @@ impl RpcHeader {
 
     fn field_len(&self) -> usize {
         message_len(1, self.body_len())
+    }
+
+    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+        zero_copy_len(&self.id, zero_copy_min) + zero_copy_len(&self.addr, zero_copy_min)
     }
 
     fn from_wire(wire: Option<wire::RpcHeader>) -> Self {
@@ -268,22 +282,36 @@ impl Log {
         }
     }
 
-    fn body_len(&self) -> usize {
+    /// `appended_at` as carried on the wire. Converting a `SystemTime`
+    /// costs more than the rest of an entry's header, so encoding does it
+    /// once per pass.
+    fn appended_at_nanos(&self) -> Option<i64> {
+        self.appended_at.map(system_time_to_unix_nanos)
+    }
+
+    fn body_len(&self, appended_at_nanos: Option<i64>) -> usize {
         uint64_len(1, self.index)
             + uint64_len(2, self.term)
             + uint32_len(3, self.log_type.into())
             + bytes_len(4, &self.data)
             + bytes_len(5, &self.extensions)
-            + optional_int64_len(6, self.appended_at.map(system_time_to_unix_nanos))
+            + optional_int64_len(6, appended_at_nanos)
     }
 
-    fn encode_body(&self, w: &mut FieldWriter) {
+    /// Writes the entry as an embedded message, field `tag`.
+    fn encode_field(&self, tag: u32, w: &mut FieldWriter) {
+        let appended_at_nanos = self.appended_at_nanos();
+        w.message_start(tag, self.body_len(appended_at_nanos));
         w.uint64(1, self.index);
         w.uint64(2, self.term);
         w.uint32(3, self.log_type.into());
         w.bytes(4, &self.data);
         w.bytes(5, &self.extensions);
-        w.optional_int64(6, self.appended_at.map(system_time_to_unix_nanos));
+        w.optional_int64(6, appended_at_nanos);
+    }
+
+    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+        zero_copy_len(&self.data, zero_copy_min) + zero_copy_len(&self.extensions, zero_copy_min)
     }
 }
 
@@ -362,11 +390,20 @@ impl sealed::Sealed for AppendEntriesRequest {
         w.uint64(3, self.prev_log_entry);
         w.uint64(4, self.prev_log_term);
         for entry in &self.entries {
-            w.message_start(5, entry.body_len());
-            entry.encode_body(w);
+            entry.encode_field(5, w);
         }
         w.uint64(6, self.leader_commit_index);
         w.bytes(7, &self.leader);
+    }
+
+    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+        self.header.zero_copy_len(zero_copy_min)
+            + self
+                .entries
+                .iter()
+                .map(|entry| entry.zero_copy_len(zero_copy_min))
+                .sum::<usize>()
+            + zero_copy_len(&self.leader, zero_copy_min)
     }
 }
 
@@ -406,7 +443,7 @@ impl RaftMessage for AppendEntriesRequest {
             + self
                 .entries
                 .iter()
-                .map(|entry| message_len(5, entry.body_len()))
+                .map(|entry| message_len(5, entry.body_len(entry.appended_at_nanos())))
                 .sum::<usize>()
             + uint64_len(6, self.leader_commit_index)
             + bytes_len(7, &self.leader)
@@ -783,6 +820,13 @@ impl sealed::Sealed for InstallSnapshotRequest {
         w.int64(10, self.snapshot_version);
         w.bytes(11, &self.leader);
     }
+
+    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+        self.header.zero_copy_len(zero_copy_min)
+            + zero_copy_len(&self.peers, zero_copy_min)
+            + zero_copy_len(&self.configuration, zero_copy_min)
+            + zero_copy_len(&self.leader, zero_copy_min)
+    }
 }
 
 impl InstallSnapshotRequest {
@@ -876,6 +920,10 @@ impl sealed::Sealed for SnapshotChunk {
     fn encode_fields(&self, w: &mut FieldWriter) {
         w.bytes(9, &self.data);
         w.optional_fixed32(12, self.data_crc32c);
+    }
+
+    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+        zero_copy_len(&self.data, zero_copy_min)
     }
 }
 

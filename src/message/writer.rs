@@ -154,6 +154,17 @@ pub(crate) fn bytes_len(tag: u32, value: &[u8]) -> usize {
     }
 }
 
+/// How much of a `bytes` payload the writer hands through instead of copying:
+/// all of it when it has at least `zero_copy_min` bytes (as
+/// [`FieldWriter::bytes`] decides), else nothing.
+pub(crate) fn zero_copy_len(value: &[u8], zero_copy_min: usize) -> usize {
+    if value.len() >= zero_copy_min.max(1) {
+        value.len()
+    } else {
+        0
+    }
+}
+
 /// Encoded length of an embedded message field whose body is `len` bytes.
 pub(crate) fn message_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
