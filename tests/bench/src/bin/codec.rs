@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p raft-grpc-bench --bin codec
-//! target/release/codec --callgrind --json tests/bench/results/codec.json  # everything, ~1 min
+//! target/release/codec --callgrind --json tests/bench/results/codec.json  # everything, ~20 s
 //! target/release/codec                         # no valgrind: allocations and ns/op only
 //! target/release/codec --case decode/append64/ours --iterations 1000   # one case, N times
 //! target/release/codec --list                  # the cases and what each measures
@@ -15,10 +15,16 @@
 //!   N = 10 and N = 110 and reports (Ir(110) − Ir(10)) / 100, so process
 //!   start-up, set-up and the first, cold iterations cancel out. The
 //!   callgrind files stay in `--callgrind-dir` (default
-//!   `$TMPDIR/codec-callgrind`) for `callgrind_annotate`. Counts are
-//!   instructions as valgrind's CPU executes them (its `memcpy` is the one
-//!   glibc picks for valgrind's emulated CPU), deterministic from run to run.
-//!   Without `--callgrind`, or without valgrind, the column is empty;
+//!   `$TMPDIR/codec-callgrind`) for `callgrind_annotate` (diff a case's
+//!   `.110.out` against its `.10.out` per function). Counts are instructions
+//!   as valgrind's CPU executes them and repeat exactly from run to run,
+//!   with two caveats: glibc copies and clears blocks above ~64 KiB with
+//!   `rep movsb`/`rep stosb`, which callgrind counts once per byte, so in
+//!   the 1 MiB rows "instructions" mostly means bytes copied (ns/op is the
+//!   better guide there); and malloc's path depends on the heap's state,
+//!   so cases that allocate move by a few hundred instructions when the
+//!   set-up changes. Without `--callgrind`, or without valgrind, the column
+//!   is empty;
 //! * **allocs/msg** and **bytes/msg**: calls into the allocator and bytes
 //!   requested per message, counted by a `#[global_allocator]` wrapped
 //!   around the system allocator, over 1000 messages after 3 warm-up ones.
