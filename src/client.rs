@@ -46,7 +46,7 @@ use http::{HeaderMap, Request};
 
 use crate::call::{ClientCall, ClientEvent as CallEvent, ClientTransmit};
 use crate::framing::{
-    DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN, EncodedMessage, MessageEncoder,
+    DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN, EncodedMessage, MessageBody, MessageEncoder,
 };
 use crate::head::{RequestHead, RpcMethod};
 use crate::heartbeat::is_heartbeat;
@@ -267,13 +267,13 @@ pub enum AppendError {
 #[derive(Debug)]
 enum Kind {
     Unary {
-        response: Option<Bytes>,
+        response: Option<MessageBody>,
     },
     Snapshot {
         sender: SnapshotSender,
         stall: StallDetector,
         source_done: bool,
-        response: Option<Bytes>,
+        response: Option<MessageBody>,
     },
     Pipeline {
         window: PipelineWindow<u64>,

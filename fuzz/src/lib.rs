@@ -51,7 +51,7 @@ fn decode_pieces(limit: usize, pieces: &[&[u8]]) -> (Vec<Bytes>, Result<(), Fram
             match decoder.next_message() {
                 Ok(Some(body)) => {
                     assert!(body.len() <= limit, "body over the limit");
-                    bodies.push(body);
+                    bodies.push(body.into_bytes());
                 }
                 Ok(None) => break,
                 Err(e) => return (bodies, Err(e)),

@@ -17,16 +17,18 @@ use bytes::Bytes;
 use http::{HeaderMap, Request};
 
 use super::{CANCEL, NO_ERROR, SendQueue};
-use crate::framing::{EncodedMessage, MessageDecoder};
+use crate::framing::{EncodedMessage, MessageBody, MessageDecoder};
 use crate::head::{RequestHead, ResponseStart, classify_response};
 use crate::status::{Code, Status};
 
 /// What happened on a client call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    /// A response message arrived: its protobuf body (decode it with
-    /// [`RaftMessage::decode`](crate::message::RaftMessage::decode)).
-    Message(Bytes),
+    /// A response message arrived: its protobuf body, as the pieces of
+    /// DATA it arrived in (decode it with
+    /// [`RaftMessage::decode`](crate::message::RaftMessage::decode), which
+    /// slices its payloads out of them).
+    Message(MessageBody),
     /// The call is over, with this status (`OK` on success). Reported
     /// exactly once, and last.
     Finished(Status),
@@ -471,7 +473,10 @@ mod tests {
         c.handle_data(Bytes::copy_from_slice(b), now);
         assert!(!c.wants_data(), "holds an undelivered message");
         c.handle_trailers(&Status::ok().to_trailers(), now);
-        assert_eq!(c.poll_event(), Some(ClientEvent::Message(bytes.slice(5..))));
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::Message(bytes.slice(5..).into()))
+        );
         assert_eq!(c.poll_event(), Some(ClientEvent::Finished(Status::ok())));
         assert_eq!(c.poll_event(), None);
         assert_eq!(c.poll_timeout(), None);

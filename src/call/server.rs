@@ -18,7 +18,7 @@ use http::{HeaderMap, Response};
 use prost::Message as _;
 
 use super::SendQueue;
-use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, MessageDecoder, MessageEncoder};
+use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, MessageBody, MessageDecoder, MessageEncoder};
 use crate::head::{RequestRejection, RpcMethod, response_head, trailers_only, validate_request};
 use crate::message::{
     InstallSnapshotRequest, RaftMessage, RaftRequest, RaftResponse, SnapshotChunk,
@@ -244,7 +244,7 @@ impl ServerCall {
         }
     }
 
-    fn handle_message(&mut self, body: Bytes, now: Instant) -> Result<(), Status> {
+    fn handle_message(&mut self, body: MessageBody, now: Instant) -> Result<(), Status> {
         self.received += 1;
         let unary_again = || {
             Status::new(
@@ -273,7 +273,7 @@ impl ServerCall {
         Ok(())
     }
 
-    fn handle_snapshot_message(&mut self, body: Bytes, now: Instant) -> Result<(), Status> {
+    fn handle_snapshot_message(&mut self, body: MessageBody, now: Instant) -> Result<(), Status> {
         let chunk = match &mut self.snapshot {
             None => {
                 let wire = wire::InstallSnapshotRequest::decode(body).map_err(|source| {
@@ -532,7 +532,7 @@ impl ServerCall {
     }
 }
 
-fn decode<M: RaftMessage>(body: Bytes) -> Result<M, Status> {
+fn decode<M: RaftMessage>(body: MessageBody) -> Result<M, Status> {
     M::decode(body).map_err(|e| e.status())
 }
 

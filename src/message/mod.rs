@@ -7,10 +7,11 @@
 //! path. It does not own the gRPC framing around a message
 //! ([`crate::framing`]) or anything about calls.
 //!
-//! Payloads are [`Bytes`]: decoding from a `Bytes` buffer slices entry data
-//! and snapshot chunks out of it without copying, and encoding hands large
-//! payloads through as chunks of their own (see
-//! [`crate::framing::MessageEncoder`]).
+//! Payloads are [`Bytes`]: decoding a received
+//! [`MessageBody`](crate::framing::MessageBody) (or a `Bytes` buffer) slices
+//! entry data and snapshot chunks out of the memory they arrived in without
+//! copying, and encoding hands large payloads through as chunks of their own
+//! (see [`crate::framing::MessageEncoder`]).
 //!
 //! An AppendEntriesPipeline stream carries the same fields, with the same
 //! numbers, as AppendEntries, so [`AppendEntriesRequest`] and
@@ -39,7 +40,7 @@ mod writer;
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use prost::Message as _;
 
 use crate::head::RpcMethod;
@@ -119,9 +120,17 @@ pub trait RaftMessage: sealed::Sealed + Clone + PartialEq + Debug + Sized {
     /// Length in bytes of this message's protobuf encoding.
     fn encoded_len(&self) -> usize;
 
-    /// Decodes a message from its protobuf bytes. `bytes` payloads in the
-    /// result are slices of `buf`: nothing is copied.
-    fn decode(buf: Bytes) -> Result<Self, DecodeError> {
+    /// Decodes a message from its protobuf bytes: a
+    /// [`MessageBody`](crate::framing::MessageBody) from
+    /// [`MessageDecoder`](crate::framing::MessageDecoder), a [`Bytes`], or
+    /// any other [`Buf`].
+    ///
+    /// Each `bytes` payload in the result is what `buf`'s
+    /// [`copy_to_bytes`](Buf::copy_to_bytes) returns: from a `Bytes`, a
+    /// slice of it; from a `MessageBody`, a slice of the piece holding the
+    /// payload, copied only when the payload is split across pieces. (A
+    /// `&[u8]` copies every payload.)
+    fn decode(buf: impl Buf) -> Result<Self, DecodeError> {
         let wire = Self::Wire::decode(buf).map_err(|source| DecodeError::Protobuf {
             message: Self::PROTO_NAME,
             source,
@@ -1135,8 +1144,9 @@ impl RaftResponse {
         }
     }
 
-    /// Decodes the response of a call of `method` from its protobuf body.
-    pub fn decode(method: RpcMethod, body: Bytes) -> Result<RaftResponse, DecodeError> {
+    /// Decodes the response of a call of `method` from its protobuf body
+    /// (see [`RaftMessage::decode`]).
+    pub fn decode(method: RpcMethod, body: impl Buf) -> Result<RaftResponse, DecodeError> {
         match method {
             RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
                 AppendEntriesResponse::decode(body).map(RaftResponse::AppendEntries)
@@ -1279,7 +1289,7 @@ mod tests {
             size: -1,
             ..Default::default()
         };
-        let err = InstallSnapshotRequest::decode(wire.encode_to_vec().into()).unwrap_err();
+        let err = InstallSnapshotRequest::decode(Bytes::from(wire.encode_to_vec())).unwrap_err();
         assert_eq!(err, DecodeError::NegativeSnapshotSize(-1));
         assert_eq!(err.status().code(), Code::Internal);
     }
