@@ -470,6 +470,10 @@ async fn run_stream(
     future::zip(sending, receiving).await;
 }
 
+/// What a new stream hands h2 before h2 has granted it capacity: HTTP/2's
+/// default initial stream window, so a small request leaves in one write.
+const EAGER_FIRST_SEND: usize = 65_535;
+
 async fn send_loop(
     shared: &Arc<ClientShared>,
     call: CallId,
@@ -479,13 +483,23 @@ async fn send_loop(
     // h2 says `None` once the stream can send no more (the peer closed or
     // reset it): from then on, only the listener or a reset can wake us.
     let mut capacity_may_grow = true;
+    let mut first = true;
     loop {
         let listener = notify.listen();
         let wanted = shared.read(|s| s.endpoint.send_wanted(call));
         if wanted > 0 {
             send.reserve_capacity(wanted);
         }
-        let capacity = send.capacity();
+        let mut capacity = send.capacity();
+        if std::mem::take(&mut first) {
+            // A new stream gets no capacity until h2's connection task has
+            // opened it, so waiting for capacity would put the request's
+            // HEADERS and its first DATA in separate writes, and wake the
+            // peer twice. Up to HTTP/2's initial window is handed to h2 at
+            // once instead: h2 buffers it and sends it with the HEADERS,
+            // still within the peer's flow-control window.
+            capacity = capacity.max(wanted.min(EAGER_FIRST_SEND));
+        }
         let mut transmits = Vec::new();
         let alive = shared.update(|s, now| {
             while let Some(t) =
