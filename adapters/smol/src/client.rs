@@ -30,7 +30,7 @@ use raft_grpc_transport::client::{CallId, ClientEndpoint, ClientEvent, ClientOut
 use raft_grpc_transport::message::{AppendEntriesResponse, RaftResponse};
 use raft_grpc_transport::pool::ConnId;
 use raft_grpc_transport::snapshot::SnapshotProgress;
-use raft_grpc_transport::{Code, Status};
+use raft_grpc_transport::{Code, RpcMethod, Status};
 use smol::Task;
 
 use crate::config::Config;
@@ -447,6 +447,9 @@ async fn run_stream(
     request: Request<()>,
     notify: Arc<Event>,
 ) {
+    // Only a pipeline sends many small messages in a row; a snapshot's
+    // data goes out as it is.
+    let joins_pieces = request.uri().path() == RpcMethod::AppendEntriesPipeline.path();
     let opened = async { send_request.ready().await?.send_request(request, false) }.await;
     let (response, send) = match opened {
         Ok(pair) => pair,
@@ -462,7 +465,7 @@ async fn run_stream(
             return;
         }
     };
-    let sending = send_loop(&shared, call, send, &notify);
+    let sending = send_loop(&shared, call, send, &notify, joins_pieces);
     let receiving = async {
         receive(&shared, conn, call, response).await;
         notify.notify(usize::MAX);
@@ -479,6 +482,7 @@ async fn send_loop(
     call: CallId,
     mut send: h2::SendStream<Bytes>,
     notify: &Event,
+    joins_pieces: bool,
 ) {
     // h2 says `None` once the stream can send no more (the peer closed or
     // reset it): from then on, only the listener or a reset can wake us.
@@ -510,7 +514,12 @@ async fn send_loop(
             }
             s.endpoint.has_call(call)
         });
-        for transmit in coalesce(transmits) {
+        let transmits = if joins_pieces {
+            coalesce(transmits)
+        } else {
+            transmits
+        };
+        for transmit in transmits {
             match transmit {
                 ClientTransmit::Data {
                     data,
@@ -567,8 +576,8 @@ const COALESCE_PIECE_MAX: usize = 16 * 1024;
 /// The most bytes one coalesced DATA frame carries.
 const COALESCE_MAX: usize = 64 * 1024;
 
-/// Joins runs of small data pieces (pipelined appends, message prefixes)
-/// into one buffer each. h2 writes every DATA frame over 256 bytes with a
+/// Joins runs of small data pieces (pipelined appends) into one buffer
+/// each; used on pipeline streams only. h2 writes every DATA frame over 256 bytes with a
 /// write of its own, so 64 pipelined 1 KiB appends would otherwise cost 64
 /// system calls and as many wake-ups of the peer. Large pieces (zero-copy
 /// payloads) pass through as they are.
