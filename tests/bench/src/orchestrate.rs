@@ -201,6 +201,11 @@ impl Guarded {
         }
     }
 
+    /// The exit status, if the process has already ended.
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child.lock().ok()?.try_wait().ok()?
+    }
+
     fn pid(&self) -> u32 {
         self.child.lock().map(|c| c.id()).unwrap_or(0)
     }
@@ -271,9 +276,21 @@ fn measure(
         &args,
         settings.time_limit,
     );
+    // A server that is gone before we end it died on its own (or was
+    // killed from outside): say so, it explains the client's failure.
+    let server_gone = server.exited();
     let server_rss = crate::protocol::peak_rss_kib(&server.pid().to_string());
     drop(server_stdin);
     let (_, server_timed_out) = server.finish(true);
+    if let Some(status) = server_gone {
+        let client = match result {
+            Ok(_) => "the client finished".to_owned(),
+            Err(e) => e,
+        };
+        return Err(format!(
+            "the server process ended during the measurement ({status}); {client}"
+        ));
+    }
     let report = result?;
     if server_timed_out {
         return Err("the server overran the time limit".to_owned());

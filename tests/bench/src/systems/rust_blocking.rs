@@ -102,7 +102,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                         for _ in 0..n {
                             pipeline
                                 .append(&request)
-                                .map_err(|e| failed("pipelined append", e))?;
+                                .map_err(|e| failed("pipeline append()", e))?;
                         }
                         Ok::<(), String>(())
                     });
@@ -110,11 +110,11 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                         match pipeline.next_completion() {
                             Some((_, Ok(r))) if r.success => {}
                             Some((_, Ok(r))) => {
-                                return Err(failed("pipelined append", format!("{r:?}")));
+                                return Err(failed("pipeline completion", format!("{r:?}")));
                             }
-                            Some((_, Err(e))) => return Err(failed("pipelined append", e)),
+                            Some((_, Err(e))) => return Err(failed("pipeline completion", e)),
                             None => {
-                                return Err(failed("pipelined append", "pipeline closed early"));
+                                return Err(failed("pipeline completion", "pipeline closed early"));
                             }
                         }
                     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::AsyncReadExt;
 use raft_grpc_transport::message::{AppendEntriesRequest, AppendEntriesResponse};
-use raft_grpc_transport_smol::{Config, GrpcTransport, TransportError};
+use raft_grpc_transport_smol::{Config, GrpcTransport};
 
 use super::{
     Ticks, WINDOW, append_request, heartbeat_request, latency_report, server_header, snapshot_meta,
@@ -108,25 +108,35 @@ async fn run(args: ClientArgs) -> Result<ClientReport, String> {
                 let request = &request;
                 async move {
                     let send = async {
-                        for _ in 0..n {
-                            pipeline.append(request).await?;
-                        }
-                        Ok::<(), TransportError>(())
-                    };
-                    let receive = async {
-                        for _ in 0..n {
-                            match pipeline.next().await {
-                                Some((_, Ok(r))) if r.success => {}
-                                Some((_, Ok(r))) => return Err(format!("{r:?}")),
-                                Some((_, Err(e))) => return Err(e.to_string()),
-                                None => return Err("pipeline closed early".to_owned()),
-                            }
+                        for i in 0..n {
+                            pipeline.append(request).await.map_err(|e| {
+                                failed("pipeline append()", format!("append {i} of {n}: {e}"))
+                            })?;
                         }
                         Ok(())
                     };
-                    let (sent, received) = futures_lite::future::zip(send, receive).await;
-                    sent.map_err(|e| failed("pipelined append", e))?;
-                    received.map_err(|e| failed("pipelined append", e))
+                    let receive = async {
+                        for i in 0..n {
+                            let problem = match pipeline.next().await {
+                                Some((_, Ok(r))) if r.success => continue,
+                                Some((seq, Ok(r))) => format!("seq {seq}: {r:?}"),
+                                Some((seq, Err(e))) => format!("seq {seq}: {e}"),
+                                None => "the pipeline closed early".to_owned(),
+                            };
+                            return Err(failed(
+                                "pipeline next()",
+                                format!("completion {i} of {n}: {problem}"),
+                            ));
+                        }
+                        Ok(())
+                    };
+                    // Both sides run to their end, so that when append()
+                    // fails the completions say why the pipeline failed.
+                    match futures_lite::future::zip(send, receive).await {
+                        (Ok(()), Ok(())) => Ok(()),
+                        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+                        (Err(sent), Err(received)) => Err(format!("{sent}; {received}")),
+                    }
                 }
             };
             pipelined(args.warmup).await?;
