@@ -449,7 +449,11 @@ async fn run_stream(
 ) {
     // Only a pipeline sends many small messages in a row; a snapshot's
     // data goes out as it is.
-    let joins_pieces = request.uri().path() == RpcMethod::AppendEntriesPipeline.path();
+    let path = request.uri().path();
+    let joins_pieces = path == RpcMethod::AppendEntriesPipeline.path();
+    // A unary request is sent whole at once; a stream's data goes at the
+    // pace h2 grants.
+    let eager = !joins_pieces && path != RpcMethod::InstallSnapshot.path();
     let opened = async { send_request.ready().await?.send_request(request, false) }.await;
     let (response, send) = match opened {
         Ok(pair) => pair,
@@ -465,7 +469,7 @@ async fn run_stream(
             return;
         }
     };
-    let sending = send_loop(&shared, call, send, &notify, joins_pieces);
+    let sending = send_loop(&shared, call, send, &notify, joins_pieces, eager);
     let receiving = async {
         receive(&shared, conn, call, response).await;
         notify.notify(usize::MAX);
@@ -483,11 +487,12 @@ async fn send_loop(
     mut send: h2::SendStream<Bytes>,
     notify: &Event,
     joins_pieces: bool,
+    eager: bool,
 ) {
     // h2 says `None` once the stream can send no more (the peer closed or
     // reset it): from then on, only the listener or a reset can wake us.
     let mut capacity_may_grow = true;
-    let mut first = true;
+    let mut first = eager;
     loop {
         let listener = notify.listen();
         let wanted = shared.read(|s| s.endpoint.send_wanted(call));
@@ -496,7 +501,7 @@ async fn send_loop(
         }
         let mut capacity = send.capacity();
         if std::mem::take(&mut first) {
-            // A new stream gets no capacity until h2's connection task has
+            // A new unary stream gets no capacity until h2's connection task has
             // opened it, so waiting for capacity would put the request's
             // HEADERS and its first DATA in separate writes, and wake the
             // peer twice. Up to HTTP/2's initial window is handed to h2 at
