@@ -1,39 +1,59 @@
 //! The reference responder: how `node serve`, the demo and the test peers
 //! answer Raft RPCs.
 //!
-//! This module owns one function, [`answer`], a fixed and documented way
-//! of answering every RPC kind, so that a client (ours, the Go library's,
-//! tonic's) can be checked against a known server: AppendEntries succeeds
-//! with the request's term and `last_log` = the last entry's index (or
-//! `prev_log_entry` when there are none); RequestVote and RequestPreVote
-//! are granted at the request's term; InstallSnapshot reads the data to its
-//! end and succeeds when exactly `size` bytes arrived intact; TimeoutNow
-//! gets an empty answer. Every response carries the responder's header. It
-//! is no Raft: it keeps no state.
+//! This module owns a fixed and documented way of answering every RPC
+//! kind, so that a client (ours, the Go library's, tonic's) can be checked
+//! against a known server: AppendEntries succeeds with the request's term
+//! and `last_log` = the last entry's index (or `prev_log_entry` when there
+//! are none); RequestVote and RequestPreVote are granted at the request's
+//! term; InstallSnapshot reads the data to its end and succeeds when
+//! exactly `size` bytes arrived intact; TimeoutNow gets an empty answer.
+//! Every response carries the responder's header. It is no Raft: it keeps
+//! no state.
+//!
+//! [`answer`] does it all for an incoming [`Rpc`]; [`response`] and
+//! [`append_entries_response`] compute the answer for code that receives
+//! requests its own way (a simulation, a test that records what arrived);
+//! [`heartbeat_handler`] answers heartbeats on the fast path.
+
+use std::sync::Arc;
 
 use crate::message::{
-    AppendEntriesResponse, InstallSnapshotResponse, RaftRequest, RaftResponse,
-    RequestPreVoteResponse, RequestVoteResponse, RpcHeader, TimeoutNowResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse, RaftRequest,
+    RaftResponse, RequestPreVoteResponse, RequestVoteResponse, RpcHeader, TimeoutNowResponse,
 };
-use crate::transport::Rpc;
+use crate::transport::{HeartbeatHandler, Rpc};
 
-/// Answers `rpc` the reference way, with `header` in the response. Reads an
-/// InstallSnapshot's data first. Returns whether the answer could be
-/// delivered.
-pub async fn answer(rpc: Rpc, header: RpcHeader) -> bool {
-    let Rpc {
-        request,
-        responder,
-        snapshot,
-    } = rpc;
-    let response = match request {
-        RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(AppendEntriesResponse {
-            header,
-            term: r.term,
-            last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
-            success: true,
-            no_retry_backoff: false,
-        }),
+/// The reference answer to an AppendEntries (unary, pipelined or a
+/// heartbeat).
+pub fn append_entries_response(
+    request: &AppendEntriesRequest,
+    header: RpcHeader,
+) -> AppendEntriesResponse {
+    AppendEntriesResponse {
+        header,
+        term: request.term,
+        last_log: request
+            .entries
+            .last()
+            .map_or(request.prev_log_entry, |e| e.index),
+        success: true,
+        no_retry_backoff: false,
+    }
+}
+
+/// The reference answer to `request`. For InstallSnapshot,
+/// `snapshot_received` is how many bytes of data were read to a clean end
+/// (`None` when reading failed); other RPCs ignore it.
+pub fn response(
+    request: &RaftRequest,
+    header: RpcHeader,
+    snapshot_received: Option<u64>,
+) -> RaftResponse {
+    match request {
+        RaftRequest::AppendEntries(r) => {
+            RaftResponse::AppendEntries(append_entries_response(r, header))
+        }
         RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
             header,
             term: r.term,
@@ -47,25 +67,44 @@ pub async fn answer(rpc: Rpc, header: RpcHeader) -> bool {
         }),
         RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(TimeoutNowResponse { header }),
         RaftRequest::InstallSnapshot(meta) => {
-            let mut received = 0u64;
-            let mut intact = false;
-            if let Some(mut reader) = snapshot {
-                intact = loop {
-                    match reader.chunk().await {
-                        Ok(Some(chunk)) => received += chunk.len() as u64,
-                        Ok(None) => break true,
-                        Err(_) => break false,
-                    }
-                };
-            }
             RaftResponse::InstallSnapshot(InstallSnapshotResponse {
                 header,
                 term: meta.term,
-                success: intact && received == meta.size,
+                success: snapshot_received == Some(meta.size),
             })
         }
-    };
-    responder.respond(Ok(response))
+    }
+}
+
+/// A heartbeat handler that answers every heartbeat the reference way,
+/// with `header` in the response.
+pub fn heartbeat_handler(header: RpcHeader) -> HeartbeatHandler {
+    Arc::new(move |request: &AppendEntriesRequest| {
+        Ok(append_entries_response(request, header.clone()))
+    })
+}
+
+/// Answers `rpc` the reference way, with `header` in the response. Reads an
+/// InstallSnapshot's data first. Returns whether the answer could be
+/// delivered.
+pub async fn answer(rpc: Rpc, header: RpcHeader) -> bool {
+    let Rpc {
+        request,
+        responder,
+        snapshot,
+    } = rpc;
+    let mut received = None;
+    if let Some(mut reader) = snapshot {
+        let mut count = 0u64;
+        received = loop {
+            match reader.chunk().await {
+                Ok(Some(chunk)) => count += chunk.len() as u64,
+                Ok(None) => break Some(count),
+                Err(_) => break None,
+            }
+        };
+    }
+    responder.respond(Ok(response(&request, header, received)))
 }
 
 #[cfg(test)]
@@ -99,6 +138,19 @@ mod tests {
         );
         let result: Option<Result<RaftResponse, Status>> = answer_slot.lock().unwrap().take();
         result.unwrap().unwrap()
+    }
+
+    #[test]
+    fn the_heartbeat_handler_answers_as_documented() {
+        let handler = heartbeat_handler(RpcHeader::new(3, "ref", "addr"));
+        let heartbeat = AppendEntriesRequest {
+            header: RpcHeader::new(3, "leader", "l:1"),
+            term: 7,
+            ..Default::default()
+        };
+        let r = handler(&heartbeat).unwrap();
+        assert_eq!((r.term, r.last_log, r.success), (7, 0, true));
+        assert_eq!(r.header, RpcHeader::new(3, "ref", "addr"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use raft_grpc_transport::client::{
 use raft_grpc_transport::heartbeat::is_heartbeat;
 use raft_grpc_transport::message::*;
 use raft_grpc_transport::pool::ConnId;
+use raft_grpc_transport::reference;
 use raft_grpc_transport::{Code, Status};
 
 /// HTTP/2 REFUSED_STREAM.
@@ -874,37 +875,13 @@ impl Sim {
             let Some(job) = self.nodes[node].consumer.pop_front() else {
                 return;
             };
-            let response = match &job.request {
-                RaftRequest::AppendEntries(r) => {
-                    RaftResponse::AppendEntries(AppendEntriesResponse {
-                        term: r.term,
-                        last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
-                        success: true,
-                        ..Default::default()
-                    })
-                }
-                RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
-                    term: r.term,
-                    granted: true,
-                    ..Default::default()
-                }),
-                RaftRequest::RequestPreVote(r) => {
-                    RaftResponse::RequestPreVote(RequestPreVoteResponse {
-                        term: r.term,
-                        granted: true,
-                        ..Default::default()
-                    })
-                }
-                RaftRequest::TimeoutNow(_) => {
-                    RaftResponse::TimeoutNow(TimeoutNowResponse::default())
-                }
-                RaftRequest::InstallSnapshot(_) => {
-                    let (key, call) = (job.key, job.call);
-                    self.nodes[node].current = Some(job);
-                    self.server_events(key, call);
-                    return;
-                }
-            };
+            if let RaftRequest::InstallSnapshot(_) = &job.request {
+                let (key, call) = (job.key, job.call);
+                self.nodes[node].current = Some(job);
+                self.server_events(key, call);
+                return;
+            }
+            let response = reference::response(&job.request, RpcHeader::default(), None);
             let delay = self.config.consumer_delay;
             if let Some(server) = self.server_stream(job.key, job.call) {
                 let _ = server.call.respond(response);

@@ -13,7 +13,6 @@
 //! (`raft_grpc_transport::reference`). Each step
 //! prints one line; the demo exits non-zero if anything fails.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,15 +31,9 @@ fn header(transport: &GrpcTransport, id: &str) -> RpcHeader {
 async fn start_follower(id: &str) -> std::io::Result<GrpcTransport> {
     let transport = GrpcTransport::bind("127.0.0.1:0", Config::default()).await?;
     let me = header(&transport, id);
-    let handler_header = me.clone();
-    transport.set_heartbeat_handler(Some(Arc::new(move |request: &AppendEntriesRequest| {
-        Ok(AppendEntriesResponse {
-            header: handler_header.clone(),
-            term: request.term,
-            success: true,
-            ..Default::default()
-        })
-    })));
+    transport.set_heartbeat_handler(Some(raft_grpc_transport::reference::heartbeat_handler(
+        me.clone(),
+    )));
     let consumer = transport.consumer();
     smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {

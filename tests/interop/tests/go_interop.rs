@@ -23,13 +23,12 @@ use bytes::Bytes;
 use futures_lite::AsyncRead;
 use futures_lite::future::block_on;
 use raft_grpc_interop::{Program, build_go_program, canon, go_available};
-use raft_grpc_transport::Code;
 use raft_grpc_transport::message::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    Log, LogType, RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse,
-    RequestVoteRequest, RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
+    AppendEntriesRequest, InstallSnapshotRequest, Log, LogType, RaftRequest, RaftResponse,
+    RequestPreVoteRequest, RequestVoteRequest, RpcHeader, TimeoutNowRequest,
 };
 use raft_grpc_transport::transport::{Rpc, TransportError};
+use raft_grpc_transport::{Code, reference};
 use raft_grpc_transport_smol::{Config, GrpcTransport};
 
 const SNAPSHOT_SIZE: u64 = 64 << 20;
@@ -322,56 +321,22 @@ fn start_rust_server() -> (GrpcTransport, async_channel::Receiver<String>) {
                 snapshot,
             } = rpc;
             let mut data = String::new();
-            let response = match &request {
-                RaftRequest::AppendEntries(r) => {
-                    RaftResponse::AppendEntries(AppendEntriesResponse {
-                        header: header.clone(),
-                        term: r.term,
-                        last_log: r.entries.last().map_or(r.prev_log_entry, |e| e.index),
-                        success: true,
-                        no_retry_backoff: false,
-                    })
-                }
-                RaftRequest::RequestVote(r) => RaftResponse::RequestVote(RequestVoteResponse {
-                    header: header.clone(),
-                    term: r.term,
-                    peers: Bytes::new(),
-                    granted: true,
-                }),
-                RaftRequest::RequestPreVote(r) => {
-                    RaftResponse::RequestPreVote(RequestPreVoteResponse {
-                        header: header.clone(),
-                        term: r.term,
-                        granted: true,
-                    })
-                }
-                RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(TimeoutNowResponse {
-                    header: header.clone(),
-                }),
-                RaftRequest::InstallSnapshot(meta) => {
-                    let mut reader = snapshot.expect("a snapshot reader");
-                    let (mut len, mut crc, mut intact) = (0u64, 0u32, true);
-                    loop {
-                        match reader.chunk().await {
-                            Ok(Some(chunk)) => {
-                                crc = crc32c::crc32c_append(crc, &chunk);
-                                len += chunk.len() as u64;
-                            }
-                            Ok(None) => break,
-                            Err(_) => {
-                                intact = false;
-                                break;
-                            }
+            let mut received = None;
+            if let Some(mut reader) = snapshot {
+                let (mut len, mut crc) = (0u64, 0u32);
+                received = loop {
+                    match reader.chunk().await {
+                        Ok(Some(chunk)) => {
+                            crc = crc32c::crc32c_append(crc, &chunk);
+                            len += chunk.len() as u64;
                         }
+                        Ok(None) => break Some(len),
+                        Err(_) => break None,
                     }
-                    data = canon::data(len, crc);
-                    RaftResponse::InstallSnapshot(InstallSnapshotResponse {
-                        header: header.clone(),
-                        term: meta.term,
-                        success: intact && len == meta.size,
-                    })
-                }
-            };
+                };
+                data = canon::data(len, crc);
+            }
+            let response = reference::response(&request, header.clone(), received);
             let line = canon::exchange(&request, &data, &response);
             responder.respond(Ok(response));
             let _ = lines.send(line).await;
@@ -421,7 +386,7 @@ fn interop_go_client_to_rust_server_every_rpc_and_field() {
         assert_same(&format!("exchange {n}"), ours, theirs);
     }
     assert!(ok, "the Go client reported a failed call");
-    // 7 exchanges before the pipeline: 2 AppendEntries, RequestVote,
+    // 6 exchanges before the pipeline: 2 AppendEntries, RequestVote,
     // RequestPreVote, TimeoutNow, InstallSnapshot.
     assert_eq!(theirs.len() as u64, 6 + PIPELINED, "Go client lines");
     assert_eq!(ours.len(), theirs.len(), "exchanges seen by the server");

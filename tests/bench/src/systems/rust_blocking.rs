@@ -12,11 +12,10 @@
 //! schedule is sent from a thread of its own.
 
 use std::io::Read;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft_grpc_transport::message::{AppendEntriesRequest, AppendEntriesResponse};
+use raft_grpc_transport::message::AppendEntriesRequest;
 use raft_grpc_transport_blocking::{BlockingTransport, Config};
 
 use super::{
@@ -36,15 +35,9 @@ pub fn serve(listen: &str) -> Result<(), String> {
     let transport = BlockingTransport::bind(listen, config())
         .map_err(|e| format!("rust-blocking: bind {listen}: {e}"))?;
     let header = server_header(transport.local_addr());
-    let handler_header = header.clone();
-    transport.set_heartbeat_handler(Some(Arc::new(move |request: &AppendEntriesRequest| {
-        Ok(AppendEntriesResponse {
-            header: handler_header.clone(),
-            term: request.term,
-            success: true,
-            ..Default::default()
-        })
-    })));
+    transport.set_heartbeat_handler(Some(raft_grpc_transport::reference::heartbeat_handler(
+        header.clone(),
+    )));
     let consumer = transport.consumer();
     thread::spawn(move || {
         for rpc in consumer {

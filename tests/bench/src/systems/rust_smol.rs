@@ -11,12 +11,11 @@
 //! task on smol's global executor too, so it shares the executor thread with
 //! the connection tasks (the main thread only waits for it).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use futures_lite::AsyncReadExt;
-use raft_grpc_transport::message::{AppendEntriesRequest, AppendEntriesResponse};
+use raft_grpc_transport::message::AppendEntriesRequest;
 use raft_grpc_transport_smol::{Config, GrpcTransport};
 
 use super::{
@@ -36,15 +35,9 @@ pub fn serve(listen: &str) -> Result<(), String> {
     let transport = ::smol::block_on(GrpcTransport::bind(listen, config()))
         .map_err(|e| format!("rust-smol: bind {listen}: {e}"))?;
     let header = server_header(transport.local_addr());
-    let handler_header = header.clone();
-    transport.set_heartbeat_handler(Some(Arc::new(move |request: &AppendEntriesRequest| {
-        Ok(AppendEntriesResponse {
-            header: handler_header.clone(),
-            term: request.term,
-            success: true,
-            ..Default::default()
-        })
-    })));
+    transport.set_heartbeat_handler(Some(raft_grpc_transport::reference::heartbeat_handler(
+        header.clone(),
+    )));
     let consumer = transport.consumer();
     ::smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
