@@ -13,44 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
-/// The example binary, built for the profile this test was built with:
-/// `target/<profile>/deps/node_cli-<hash>` runs this test, and cargo puts
-/// examples in `target/<profile>/examples`.
+mod common;
+
+/// The `node` example, built once for this test binary.
 fn node_binary() -> &'static Path {
-    static NODE: OnceLock<PathBuf> = OnceLock::new();
-    NODE.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("the test executable lives in target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let build = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", env!("CARGO_PKG_NAME")])
-            .args(["--example", "node", "--profile", profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run cargo to build the `node` example");
-        assert!(
-            build.status.success(),
-            "building the `node` example failed ({}):\n{}",
-            build.status,
-            String::from_utf8_lossy(&build.stderr)
-        );
-        let node = profile_dir
-            .join("examples")
-            .join(format!("node{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            node.is_file(),
-            "the `node` example is not at {} after `cargo build --example node`",
-            node.display()
-        );
-        node
-    })
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| common::build_example("node"))
 }
 
 /// Kills the server when the test ends, passing or not.

@@ -32,38 +32,12 @@ use raft_grpc_transport_smol::{Config, GrpcTransport, Rpc, TransportError};
 
 // ------------------------------------------------------------ the process
 
-/// The example binary, built for this test's profile.
+mod common;
+
+/// The `relay` example, built once for this test binary.
 fn relay_binary() -> &'static Path {
-    static RELAY: OnceLock<PathBuf> = OnceLock::new();
-    RELAY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("the test executable lives in target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let build = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", env!("CARGO_PKG_NAME")])
-            .args(["--example", "relay", "--profile", profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run cargo to build the `relay` example");
-        assert!(
-            build.status.success(),
-            "building the `relay` example failed ({}):\n{}",
-            build.status,
-            String::from_utf8_lossy(&build.stderr)
-        );
-        let relay = profile_dir
-            .join("examples")
-            .join(format!("relay{}", std::env::consts::EXE_SUFFIX));
-        assert!(relay.is_file(), "no `relay` at {}", relay.display());
-        relay
-    })
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| common::build_example("relay"))
 }
 
 /// A running relay; killed when the test ends, passing or not.
