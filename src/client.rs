@@ -45,6 +45,7 @@ use http::uri::Authority;
 use http::{HeaderMap, Request};
 
 use crate::call::{ClientCall, ClientEvent as CallEvent, ClientTransmit};
+use crate::error::TransportError;
 use crate::framing::{
     DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN, EncodedMessage, MessageBody, MessageEncoder,
 };
@@ -52,7 +53,8 @@ use crate::head::{RequestHead, RpcMethod};
 use crate::heartbeat::is_heartbeat;
 use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, RaftMessage, RaftResponse,
-    RequestPreVoteRequest, RequestVoteRequest, TimeoutNowRequest,
+    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
+    TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::pipeline::{DEFAULT_MAX_IN_FLIGHT, PipelineError, PipelineWindow, pipeline_shutdown};
 use crate::pool::{ConnId, Lane, PeerPool, Pick, PoolConfig, PoolEvent};
@@ -154,6 +156,84 @@ impl OutgoingRpc {
         .map_err(|e| e.status())
     }
 }
+
+impl From<AppendEntriesRequest> for OutgoingRpc {
+    fn from(request: AppendEntriesRequest) -> Self {
+        OutgoingRpc::AppendEntries(request)
+    }
+}
+
+impl From<RequestVoteRequest> for OutgoingRpc {
+    fn from(request: RequestVoteRequest) -> Self {
+        OutgoingRpc::RequestVote(request)
+    }
+}
+
+impl From<RequestPreVoteRequest> for OutgoingRpc {
+    fn from(request: RequestPreVoteRequest) -> Self {
+        OutgoingRpc::RequestPreVote(request)
+    }
+}
+
+impl From<TimeoutNowRequest> for OutgoingRpc {
+    fn from(request: TimeoutNowRequest) -> Self {
+        OutgoingRpc::TimeoutNow(request)
+    }
+}
+
+/// A unary Raft request and the response that answers it, so that one
+/// generic call serves every unary RPC kind.
+///
+/// ```
+/// use raft_grpc_transport::client::UnaryRequest;
+/// use raft_grpc_transport::message::*;
+///
+/// let answer = RaftResponse::RequestVote(RequestVoteResponse { granted: true, ..Default::default() });
+/// assert!(RequestVoteRequest::response(answer).unwrap().granted);
+/// // A response of another kind is the peer's bug: INTERNAL.
+/// let wrong = RaftResponse::TimeoutNow(TimeoutNowResponse::default());
+/// assert!(RequestVoteRequest::response(wrong).is_err());
+/// ```
+pub trait UnaryRequest: Into<OutgoingRpc> {
+    /// The response type.
+    type Response;
+
+    /// Takes the response out of a [`RaftResponse`]; one of another kind
+    /// fails with `INTERNAL`.
+    fn response(response: RaftResponse) -> Result<Self::Response, TransportError>;
+}
+
+/// A response of the wrong kind for the call (a peer bug): `INTERNAL`.
+fn mismatch(response: &RaftResponse) -> TransportError {
+    TransportError::Status(Status::new(
+        Code::Internal,
+        format!("unexpected {} for this call", response.proto_name()),
+    ))
+}
+
+macro_rules! unary_request {
+    ($request:ty, $response:ty, $variant:ident) => {
+        impl UnaryRequest for $request {
+            type Response = $response;
+
+            fn response(response: RaftResponse) -> Result<$response, TransportError> {
+                match response {
+                    RaftResponse::$variant(response) => Ok(response),
+                    other => Err(mismatch(&other)),
+                }
+            }
+        }
+    };
+}
+
+unary_request!(AppendEntriesRequest, AppendEntriesResponse, AppendEntries);
+unary_request!(RequestVoteRequest, RequestVoteResponse, RequestVote);
+unary_request!(
+    RequestPreVoteRequest,
+    RequestPreVoteResponse,
+    RequestPreVote
+);
+unary_request!(TimeoutNowRequest, TimeoutNowResponse, TimeoutNow);
 
 /// What the adapter must do.
 // Outputs are drained right after they are made: boxing the request head

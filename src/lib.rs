@@ -117,21 +117,21 @@
 
 pub mod call;
 pub mod client;
+pub mod error;
 pub mod framing;
 pub mod head;
 pub mod heartbeat;
 pub mod message;
 pub mod metadata;
-pub mod migration;
 pub mod pipeline;
 pub mod pool;
 pub mod reference;
 pub mod snapshot;
 pub mod status;
 pub mod timeout;
-pub mod transport;
 pub mod wire;
 
+pub use error::TransportError;
 pub use framing::{EncodedMessage, MessageDecoder, MessageEncoder};
 pub use head::RpcMethod;
 pub use message::RaftMessage;

@@ -11,18 +11,15 @@
 //! Every response carries the responder's header. It is no Raft: it keeps
 //! no state.
 //!
-//! [`answer`] does it all for an incoming [`Rpc`]; [`response`] and
-//! [`append_entries_response`] compute the answer for code that receives
-//! requests its own way (a simulation, a test that records what arrived);
-//! [`heartbeat_handler`] answers heartbeats on the fast path.
-
-use std::sync::Arc;
+//! [`response`] and [`append_entries_response`] compute the answer, for
+//! whatever receives the requests (a transport's consumer, a simulation, a
+//! test that records what arrived). It is pure: reading a snapshot's data
+//! first is the caller's part.
 
 use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse, RaftRequest,
     RaftResponse, RequestPreVoteResponse, RequestVoteResponse, RpcHeader, TimeoutNowResponse,
 };
-use crate::transport::{HeartbeatHandler, Rpc};
 
 /// The reference answer to an AppendEntries (unary, pipelined or a
 /// heartbeat).
@@ -76,129 +73,54 @@ pub fn response(
     }
 }
 
-/// A heartbeat handler that answers every heartbeat the reference way,
-/// with `header` in the response.
-pub fn heartbeat_handler(header: RpcHeader) -> HeartbeatHandler {
-    Arc::new(move |request: &AppendEntriesRequest| {
-        Ok(append_entries_response(request, header.clone()))
-    })
-}
-
-/// Answers `rpc` the reference way, with `header` in the response. Reads an
-/// InstallSnapshot's data first. Returns whether the answer could be
-/// delivered.
-pub async fn answer(rpc: Rpc, header: RpcHeader) -> bool {
-    let Rpc {
-        request,
-        responder,
-        snapshot,
-    } = rpc;
-    let mut received = None;
-    if let Some(mut reader) = snapshot {
-        let mut count = 0u64;
-        received = loop {
-            match reader.chunk().await {
-                Ok(Some(chunk)) => count += chunk.len() as u64,
-                Ok(None) => break Some(count),
-                Err(_) => break None,
-            }
-        };
-    }
-    responder.respond(Ok(response(&request, header, received)))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll};
-
     use bytes::Bytes;
 
     use super::*;
-    use crate::message::{AppendEntriesRequest, InstallSnapshotRequest, Log};
-    use crate::status::Status;
-    use crate::transport::{Responder, SnapshotBytes, SnapshotReader};
-
-    fn run(request: RaftRequest, snapshot: Option<SnapshotReader>) -> RaftResponse {
-        let answer_slot = Arc::new(Mutex::new(None));
-        let slot = answer_slot.clone();
-        let rpc = Rpc {
-            request,
-            responder: Responder::new(move |r| {
-                *slot.lock().unwrap() = Some(r);
-                true
-            }),
-            snapshot,
-        };
-        let mut future = std::pin::pin!(answer(rpc, RpcHeader::new(3, "ref", "addr")));
-        let waker = std::task::Waker::noop();
-        assert_eq!(
-            future.as_mut().poll(&mut Context::from_waker(waker)),
-            Poll::Ready(true)
-        );
-        let result: Option<Result<RaftResponse, Status>> = answer_slot.lock().unwrap().take();
-        result.unwrap().unwrap()
-    }
-
-    #[test]
-    fn the_heartbeat_handler_answers_as_documented() {
-        let handler = heartbeat_handler(RpcHeader::new(3, "ref", "addr"));
-        let heartbeat = AppendEntriesRequest {
-            header: RpcHeader::new(3, "leader", "l:1"),
-            term: 7,
-            ..Default::default()
-        };
-        let r = handler(&heartbeat).unwrap();
-        assert_eq!((r.term, r.last_log, r.success), (7, 0, true));
-        assert_eq!(r.header, RpcHeader::new(3, "ref", "addr"));
-    }
+    use crate::message::{InstallSnapshotRequest, Log};
 
     #[test]
     fn answers_as_documented() {
-        let r = run(
-            RaftRequest::AppendEntries(AppendEntriesRequest {
-                term: 4,
-                prev_log_entry: 9,
-                entries: vec![
-                    Log::command(10, 4, Bytes::new()),
-                    Log::command(11, 4, Bytes::new()),
-                ],
-                ..Default::default()
-            }),
-            None,
-        );
-        let RaftResponse::AppendEntries(r) = r else {
+        let request = RaftRequest::AppendEntries(AppendEntriesRequest {
+            term: 4,
+            prev_log_entry: 9,
+            entries: vec![
+                Log::command(10, 4, Bytes::new()),
+                Log::command(11, 4, Bytes::new()),
+            ],
+            ..Default::default()
+        });
+        let RaftResponse::AppendEntries(r) =
+            response(&request, RpcHeader::new(3, "ref", "addr"), None)
+        else {
             panic!()
         };
         assert_eq!((r.term, r.last_log, r.success), (4, 11, true));
         assert_eq!(r.header.id, Bytes::from_static(b"ref"));
 
-        let data = SnapshotBytes::new([Bytes::from_static(b"abc")], None);
+        let heartbeat = AppendEntriesRequest {
+            term: 7,
+            ..Default::default()
+        };
+        let r = append_entries_response(&heartbeat, RpcHeader::default());
+        assert_eq!((r.term, r.last_log, r.success), (7, 0, true));
+
         let meta = InstallSnapshotRequest {
             term: 5,
             size: 3,
             ..Default::default()
         };
-        let r = run(
-            RaftRequest::InstallSnapshot(meta.clone()),
-            Some(SnapshotReader::new(data, 3)),
-        );
-        assert_eq!(
-            r,
-            RaftResponse::InstallSnapshot(InstallSnapshotResponse {
-                header: RpcHeader::new(3, "ref", "addr"),
-                term: 5,
-                success: true
-            })
-        );
-        let short = SnapshotBytes::new([Bytes::from_static(b"ab")], None);
-        let r = run(
-            RaftRequest::InstallSnapshot(meta),
-            Some(SnapshotReader::new(short, 3)),
-        );
-        assert!(matches!(
-            r,
-            RaftResponse::InstallSnapshot(InstallSnapshotResponse { success: false, .. })
-        ));
+        let snapshot = RaftRequest::InstallSnapshot(meta);
+        for (received, success) in [(Some(3), true), (Some(2), false), (None, false)] {
+            assert_eq!(
+                response(&snapshot, RpcHeader::default(), received),
+                RaftResponse::InstallSnapshot(InstallSnapshotResponse {
+                    header: RpcHeader::default(),
+                    term: 5,
+                    success
+                })
+            );
+        }
     }
 }

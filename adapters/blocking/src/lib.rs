@@ -69,10 +69,10 @@ use raft_grpc_transport::message::{
     RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
     RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
 };
-use raft_grpc_transport::migration::MigrationTransport;
 use raft_grpc_transport::snapshot::SnapshotProgress;
-use raft_grpc_transport::transport::{AppendPipeline, Transport};
-pub use raft_grpc_transport::transport::{HeartbeatHandler, Responder, TransportError};
+use raft_grpc_transport_api::migration::MigrationTransport;
+use raft_grpc_transport_api::{AppendPipeline, Transport};
+pub use raft_grpc_transport_api::{HeartbeatHandler, Responder, TransportError};
 pub use raft_grpc_transport_smol::{Config, Connector, GrpcTransport, tcp_connector};
 
 /// The gRPC transport with blocking methods: [`Blocking`] over
@@ -153,7 +153,7 @@ pub struct Rpc {
 }
 
 impl Rpc {
-    fn from_async(rpc: raft_grpc_transport::transport::Rpc) -> Rpc {
+    fn from_async(rpc: raft_grpc_transport_api::Rpc) -> Rpc {
         Rpc {
             request: rpc.request,
             responder: rpc.responder,
@@ -169,19 +169,19 @@ impl Rpc {
     /// Answers the way `node serve` does (`raft_grpc_transport::reference`),
     /// reading a snapshot first.
     pub fn answer_reference(self, header: RpcHeader) -> bool {
-        let rpc = raft_grpc_transport::transport::Rpc {
+        let rpc = raft_grpc_transport_api::Rpc {
             request: self.request,
             responder: self.responder,
             snapshot: self.snapshot.map(|s| s.inner),
         };
-        block_on(raft_grpc_transport::reference::answer(rpc, header))
+        block_on(raft_grpc_transport_api::reference::answer(rpc, header))
     }
 }
 
 /// An incoming snapshot's data as a blocking reader.
 #[derive(Debug)]
 pub struct SnapshotRead {
-    inner: raft_grpc_transport::transport::SnapshotReader,
+    inner: raft_grpc_transport_api::SnapshotReader,
 }
 
 impl SnapshotRead {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raft_grpc_transport::Code;
 use raft_grpc_transport::message::*;
-use raft_grpc_transport::transport::TransportError;
+use raft_grpc_transport_api::TransportError;
 use raft_grpc_transport_blocking::{BlockingTransport, Config, GrpcTransport};
 
 fn header() -> RpcHeader {
@@ -160,7 +160,7 @@ fn blocking_and_smol_nodes_talk_both_ways() {
     let me = RpcHeader::new(3, "async-server", async_server.local_addr().to_owned());
     smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
-            raft_grpc_transport::reference::answer(rpc, me.clone()).await;
+            raft_grpc_transport_api::reference::answer(rpc, me.clone()).await;
         }
     })
     .detach();

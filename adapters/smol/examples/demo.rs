@@ -31,13 +31,13 @@ fn header(transport: &GrpcTransport, id: &str) -> RpcHeader {
 async fn start_follower(id: &str) -> std::io::Result<GrpcTransport> {
     let transport = GrpcTransport::bind("127.0.0.1:0", Config::default()).await?;
     let me = header(&transport, id);
-    transport.set_heartbeat_handler(Some(raft_grpc_transport::reference::heartbeat_handler(
+    transport.set_heartbeat_handler(Some(raft_grpc_transport_api::reference::heartbeat_handler(
         me.clone(),
     )));
     let consumer = transport.consumer();
     smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
-            smol::spawn(raft_grpc_transport::reference::answer(rpc, me.clone())).detach();
+            smol::spawn(raft_grpc_transport_api::reference::answer(rpc, me.clone())).detach();
         }
     })
     .detach();
@@ -132,7 +132,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 pipeline.append(&request).await?;
             }
-            Ok::<(), raft_grpc_transport::transport::TransportError>(())
+            Ok::<(), raft_grpc_transport_api::TransportError>(())
         };
         let receive = async {
             let mut last = 0;
@@ -180,7 +180,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             worst = worst.max(at.elapsed());
             async_io::Timer::after(Duration::from_millis(5)).await;
         }
-        Ok::<Duration, raft_grpc_transport::transport::TransportError>(worst)
+        Ok::<Duration, raft_grpc_transport_api::TransportError>(worst)
     };
     let (installed, worst) = futures_lite::future::zip(snapshot, heartbeats).await;
     let installed = installed?;

@@ -80,7 +80,7 @@ use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, Log,
     RequestPreVoteRequest, RequestVoteRequest, RpcHeader, TimeoutNowRequest,
 };
-use raft_grpc_transport::transport::TransportError;
+use raft_grpc_transport_api::TransportError;
 use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline};
 
 const USAGE: &str = "\
@@ -273,7 +273,11 @@ async fn serve(listen: &str, id: &str) -> ExitCode {
     let header = RpcHeader::new(PROTOCOL_VERSION, id.to_owned(), addr);
     let consumer = transport.consumer();
     while let Some(rpc) = consumer.recv().await {
-        smol::spawn(raft_grpc_transport::reference::answer(rpc, header.clone())).detach();
+        smol::spawn(raft_grpc_transport_api::reference::answer(
+            rpc,
+            header.clone(),
+        ))
+        .detach();
     }
     ExitCode::SUCCESS
 }

@@ -23,16 +23,23 @@ use futures_lite::{AsyncRead, AsyncReadExt, future};
 use raft_grpc_transport::heartbeat::is_heartbeat;
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
-    RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
+    RaftRequest, RaftResponse,
 };
 use raft_grpc_transport::snapshot::{DEFAULT_TIMEOUT_SCALE, snapshot_timeout};
-use raft_grpc_transport::transport::{
+use raft_grpc_transport::{Code, Status};
+use raft_grpc_transport_api::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
 };
-use raft_grpc_transport::{Code, Status};
 
-use crate::mismatch;
+use raft_grpc_transport::client::OutgoingRpc;
+
+/// A response of the wrong kind for the call (a peer bug): `INTERNAL`.
+fn mismatch(response: &RaftResponse) -> TransportError {
+    TransportError::Status(Status::new(
+        Code::Internal,
+        format!("unexpected {} for this call", response.proto_name()),
+    ))
+}
 use crate::rpc::{ChannelSnapshot, Consumer};
 
 /// Settings of an in-memory transport.
@@ -304,57 +311,14 @@ impl Transport for InmemTransport {
             .unwrap_or_else(|e| e.into_inner()) = handler;
     }
 
-    async fn append_entries(
-        &self,
-        target: &str,
-        request: AppendEntriesRequest,
-    ) -> Result<AppendEntriesResponse, TransportError> {
-        match self
-            .unary(target, RaftRequest::AppendEntries(request))
-            .await?
-        {
-            RaftResponse::AppendEntries(r) => Ok(r),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    async fn request_vote(
-        &self,
-        target: &str,
-        request: RequestVoteRequest,
-    ) -> Result<RequestVoteResponse, TransportError> {
-        match self
-            .unary(target, RaftRequest::RequestVote(request))
-            .await?
-        {
-            RaftResponse::RequestVote(r) => Ok(r),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    async fn request_pre_vote(
-        &self,
-        target: &str,
-        request: RequestPreVoteRequest,
-    ) -> Result<RequestPreVoteResponse, TransportError> {
-        match self
-            .unary(target, RaftRequest::RequestPreVote(request))
-            .await?
-        {
-            RaftResponse::RequestPreVote(r) => Ok(r),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    async fn timeout_now(
-        &self,
-        target: &str,
-        request: TimeoutNowRequest,
-    ) -> Result<TimeoutNowResponse, TransportError> {
-        match self.unary(target, RaftRequest::TimeoutNow(request)).await? {
-            RaftResponse::TimeoutNow(r) => Ok(r),
-            other => Err(mismatch(&other)),
-        }
+    async fn call(&self, target: &str, rpc: OutgoingRpc) -> Result<RaftResponse, TransportError> {
+        let request = match rpc {
+            OutgoingRpc::AppendEntries(r) => RaftRequest::AppendEntries(r),
+            OutgoingRpc::RequestVote(r) => RaftRequest::RequestVote(r),
+            OutgoingRpc::RequestPreVote(r) => RaftRequest::RequestPreVote(r),
+            OutgoingRpc::TimeoutNow(r) => RaftRequest::TimeoutNow(r),
+        };
+        self.unary(target, request).await
     }
 
     async fn install_snapshot<R: AsyncRead + Unpin + Send>(
@@ -459,14 +423,6 @@ impl Transport for InmemTransport {
             closed: AtomicBool::new(false),
             room: Event::new(),
         })
-    }
-
-    fn encode_peer(&self, _id: &str, addr: &str) -> Bytes {
-        Bytes::copy_from_slice(addr.as_bytes())
-    }
-
-    fn decode_peer(&self, peer: &[u8]) -> String {
-        String::from_utf8_lossy(peer).into_owned()
     }
 
     async fn close(&self) {

@@ -57,7 +57,7 @@ pub use client::{ConnectFuture, Connector, PeerStream, tcp_connector};
 pub use config::Config;
 pub use inmem::{InmemConfig, InmemNetwork, InmemPipeline, InmemTransport};
 pub use io::H2Io;
-pub use raft_grpc_transport::transport::{
+pub use raft_grpc_transport_api::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
 };
 pub use rpc::{Consumer, IncomingPipeline};
@@ -69,7 +69,7 @@ use async_io::Async;
 use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 use futures_lite::{AsyncRead, AsyncReadExt};
-use raft_grpc_transport::client::{CallId, OutgoingRpc, transport_shutdown};
+use raft_grpc_transport::client::{CallId, OutgoingRpc, UnaryRequest, transport_shutdown};
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
@@ -214,64 +214,12 @@ impl GrpcTransport {
         String::from_utf8_lossy(peer).into_owned()
     }
 
-    /// Sends AppendEntries (a heartbeat travels on the control lane).
-    pub async fn append_entries(
+    /// Sends one unary RPC of any kind and waits for its answer.
+    pub async fn call(
         &self,
         target: &str,
-        request: AppendEntriesRequest,
-    ) -> Result<AppendEntriesResponse, TransportError> {
-        match self
-            .unary(target, OutgoingRpc::AppendEntries(request))
-            .await?
-        {
-            RaftResponse::AppendEntries(response) => Ok(response),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    /// Sends RequestVote.
-    pub async fn request_vote(
-        &self,
-        target: &str,
-        request: RequestVoteRequest,
-    ) -> Result<RequestVoteResponse, TransportError> {
-        match self
-            .unary(target, OutgoingRpc::RequestVote(request))
-            .await?
-        {
-            RaftResponse::RequestVote(response) => Ok(response),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    /// Sends RequestPreVote.
-    pub async fn request_pre_vote(
-        &self,
-        target: &str,
-        request: RequestPreVoteRequest,
-    ) -> Result<RequestPreVoteResponse, TransportError> {
-        match self
-            .unary(target, OutgoingRpc::RequestPreVote(request))
-            .await?
-        {
-            RaftResponse::RequestPreVote(response) => Ok(response),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    /// Sends TimeoutNow (leadership transfer).
-    pub async fn timeout_now(
-        &self,
-        target: &str,
-        request: TimeoutNowRequest,
-    ) -> Result<TimeoutNowResponse, TransportError> {
-        match self.unary(target, OutgoingRpc::TimeoutNow(request)).await? {
-            RaftResponse::TimeoutNow(response) => Ok(response),
-            other => Err(mismatch(&other)),
-        }
-    }
-
-    async fn unary(&self, target: &str, rpc: OutgoingRpc) -> Result<RaftResponse, TransportError> {
+        rpc: OutgoingRpc,
+    ) -> Result<RaftResponse, TransportError> {
         let (tx, rx) = async_channel::bounded(1);
         let call = self.inner.client.update(|s, now| {
             let call = s.endpoint.start_rpc(target, rpc, now);
@@ -282,6 +230,51 @@ impl GrpcTransport {
         let result = rx.recv().await;
         guard.disarm();
         self.outcome(result)
+    }
+
+    /// Sends a unary request and returns its typed response.
+    pub async fn unary<R: UnaryRequest>(
+        &self,
+        target: &str,
+        request: R,
+    ) -> Result<R::Response, TransportError> {
+        R::response(self.call(target, request.into()).await?)
+    }
+
+    /// Sends AppendEntries (a heartbeat travels on the control lane).
+    pub async fn append_entries(
+        &self,
+        target: &str,
+        request: AppendEntriesRequest,
+    ) -> Result<AppendEntriesResponse, TransportError> {
+        self.unary(target, request).await
+    }
+
+    /// Sends RequestVote.
+    pub async fn request_vote(
+        &self,
+        target: &str,
+        request: RequestVoteRequest,
+    ) -> Result<RequestVoteResponse, TransportError> {
+        self.unary(target, request).await
+    }
+
+    /// Sends RequestPreVote.
+    pub async fn request_pre_vote(
+        &self,
+        target: &str,
+        request: RequestPreVoteRequest,
+    ) -> Result<RequestPreVoteResponse, TransportError> {
+        self.unary(target, request).await
+    }
+
+    /// Sends TimeoutNow (leadership transfer).
+    pub async fn timeout_now(
+        &self,
+        target: &str,
+        request: TimeoutNowRequest,
+    ) -> Result<TimeoutNowResponse, TransportError> {
+        self.unary(target, request).await
     }
 
     /// Streams a snapshot of `meta.size` bytes read from `data` to `target`.
@@ -366,7 +359,10 @@ impl GrpcTransport {
         guard.disarm();
         match self.outcome(result)? {
             RaftResponse::InstallSnapshot(response) => Ok(response),
-            other => Err(mismatch(&other)),
+            other => Err(TransportError::Status(Status::new(
+                Code::Internal,
+                format!("unexpected {} for this call", other.proto_name()),
+            ))),
         }
     }
 
@@ -479,14 +475,6 @@ impl GrpcTransport {
 /// Takes the AppendEntries pipeline streams peers open (see
 /// [`GrpcTransport::set_pipeline_handler`]). It must not block.
 pub type PipelineHandler = Arc<dyn Fn(IncomingPipeline) + Send + Sync>;
-
-/// A response of the wrong kind for the call (a peer bug): `INTERNAL`.
-pub(crate) fn mismatch(response: &RaftResponse) -> TransportError {
-    TransportError::Status(Status::new(
-        Code::Internal,
-        format!("unexpected {} for this call", response.proto_name()),
-    ))
-}
 
 /// Builds a [`GrpcTransport`] that listens on nothing by itself.
 pub struct Builder {
@@ -644,36 +632,8 @@ impl Transport for GrpcTransport {
         GrpcTransport::set_heartbeat_handler(self, handler)
     }
 
-    async fn append_entries(
-        &self,
-        target: &str,
-        request: AppendEntriesRequest,
-    ) -> Result<AppendEntriesResponse, TransportError> {
-        GrpcTransport::append_entries(self, target, request).await
-    }
-
-    async fn request_vote(
-        &self,
-        target: &str,
-        request: RequestVoteRequest,
-    ) -> Result<RequestVoteResponse, TransportError> {
-        GrpcTransport::request_vote(self, target, request).await
-    }
-
-    async fn request_pre_vote(
-        &self,
-        target: &str,
-        request: RequestPreVoteRequest,
-    ) -> Result<RequestPreVoteResponse, TransportError> {
-        GrpcTransport::request_pre_vote(self, target, request).await
-    }
-
-    async fn timeout_now(
-        &self,
-        target: &str,
-        request: TimeoutNowRequest,
-    ) -> Result<TimeoutNowResponse, TransportError> {
-        GrpcTransport::timeout_now(self, target, request).await
+    async fn call(&self, target: &str, rpc: OutgoingRpc) -> Result<RaftResponse, TransportError> {
+        GrpcTransport::call(self, target, rpc).await
     }
 
     async fn install_snapshot<R: AsyncRead + Unpin + Send>(
@@ -687,14 +647,6 @@ impl Transport for GrpcTransport {
 
     async fn append_entries_pipeline(&self, target: &str) -> Result<Pipeline, TransportError> {
         GrpcTransport::append_entries_pipeline(self, target).await
-    }
-
-    fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
-        GrpcTransport::encode_peer(self, id, addr)
-    }
-
-    fn decode_peer(&self, peer: &[u8]) -> String {
-        GrpcTransport::decode_peer(self, peer)
     }
 
     async fn close(&self) {

@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes};
 use futures_lite::{AsyncRead, Stream};
 use raft_grpc_transport::Status;
 use raft_grpc_transport::message::RaftResponse;
-use raft_grpc_transport::transport::{Responder, Rpc, SnapshotData};
+use raft_grpc_transport_api::{Responder, Rpc, SnapshotData};
 
 /// An answer for one request of a stream: its position, and the result.
 pub(crate) type Answer = (u64, Result<RaftResponse, Status>);

@@ -33,7 +33,7 @@ use crate::client::PeerStream;
 use crate::config::Config;
 use crate::io::H2Io;
 use crate::rpc::{Answer, AnswerOrder, ChannelSnapshot, IncomingPipeline, responder};
-use raft_grpc_transport::transport::{HeartbeatHandler, Responder, Rpc, SnapshotReader};
+use raft_grpc_transport_api::{HeartbeatHandler, Responder, Rpc, SnapshotReader};
 
 /// Snapshot chunks buffered between a stream and its reader.
 const SNAPSHOT_BUFFER: usize = 2;

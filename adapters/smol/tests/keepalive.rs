@@ -65,7 +65,7 @@ fn keepalive_pings_only_while_calls_are_in_flight() {
         smol::spawn(async move {
             while let Some(rpc) = consumer.recv().await {
                 smol::Timer::after(Duration::from_millis(600)).await;
-                raft_grpc_transport::reference::answer(rpc, header.clone()).await;
+                raft_grpc_transport_api::reference::answer(rpc, header.clone()).await;
             }
         })
         .detach();

@@ -13,7 +13,7 @@ async fn serve(transport: &GrpcTransport) {
     let header = RpcHeader::new(3, "server", transport.local_addr().to_owned());
     smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
-            raft_grpc_transport::reference::answer(rpc, header.clone()).await;
+            raft_grpc_transport_api::reference::answer(rpc, header.clone()).await;
         }
     })
     .detach();
@@ -494,18 +494,12 @@ fn closed_transport_fails_calls_at_once() {
             .append_entries(server.local_addr(), append(2, 10))
             .await
             .unwrap_err();
-        assert_eq!(
-            err,
-            raft_grpc_transport::transport::TransportError::Shutdown
-        );
+        assert_eq!(err, raft_grpc_transport_api::TransportError::Shutdown);
         let err = client
             .append_entries_pipeline(server.local_addr())
             .await
             .unwrap_err();
-        assert_eq!(
-            err,
-            raft_grpc_transport::transport::TransportError::Shutdown
-        );
+        assert_eq!(err, raft_grpc_transport_api::TransportError::Shutdown);
         server.close().await;
         assert!(
             server.consumer().recv().await.is_none(),
@@ -659,11 +653,8 @@ fn a_peer_that_never_speaks_http2_fails_the_connect() {
 }
 
 /// Code written against the runtime-free trait runs on this transport.
-async fn leader_round<T: raft_grpc_transport::transport::Transport>(
-    leader: &T,
-    target: &str,
-) -> u64 {
-    use raft_grpc_transport::transport::AppendPipeline;
+async fn leader_round<T: raft_grpc_transport_api::Transport>(leader: &T, target: &str) -> u64 {
+    use raft_grpc_transport_api::AppendPipeline;
     let vote = leader
         .request_vote(
             target,
@@ -710,18 +701,15 @@ fn works_through_the_transport_trait() {
         let server = served(Config::default()).await;
         let leader = client(Config::default());
         assert_eq!(leader_round(&leader, server.local_addr()).await, 5);
-        raft_grpc_transport::transport::Transport::close(&leader).await;
-        let err = raft_grpc_transport::transport::Transport::request_vote(
+        raft_grpc_transport_api::Transport::close(&leader).await;
+        let err = raft_grpc_transport_api::Transport::request_vote(
             &leader,
             server.local_addr(),
             RequestVoteRequest::default(),
         )
         .await
         .unwrap_err();
-        assert_eq!(
-            err,
-            raft_grpc_transport::transport::TransportError::Shutdown
-        );
+        assert_eq!(err, raft_grpc_transport_api::TransportError::Shutdown);
         server.close().await;
     });
 }

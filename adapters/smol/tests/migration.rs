@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures_lite::future::block_on;
 use raft_grpc_transport::Code;
 use raft_grpc_transport::message::*;
-use raft_grpc_transport::migration::{BytesReader, MigrationTransport, fallback_on_either};
-use raft_grpc_transport::transport::{AppendPipeline, Transport, TransportError};
+use raft_grpc_transport_api::migration::{BytesReader, MigrationTransport, fallback_on_either};
+use raft_grpc_transport_api::{AppendPipeline, Transport, TransportError};
 use raft_grpc_transport_smol::{
     Config, Connector, GrpcTransport, InmemConfig, InmemNetwork, InmemTransport, tcp_connector,
 };
@@ -23,7 +23,11 @@ fn answer_all<T: Transport + Clone + 'static>(transport: &T, id: &str) {
     );
     smol::spawn(async move {
         while let Some(rpc) = t.recv_rpc().await {
-            smol::spawn(raft_grpc_transport::reference::answer(rpc, header.clone())).detach();
+            smol::spawn(raft_grpc_transport_api::reference::answer(
+                rpc,
+                header.clone(),
+            ))
+            .detach();
         }
     })
     .detach();
@@ -257,7 +261,7 @@ fn migration_over_inmem_mixed_cluster() {
         let pipeline = leader.append_entries_pipeline("legacy").await.unwrap();
         assert!(matches!(
             pipeline,
-            raft_grpc_transport::migration::MigrationPipeline::Secondary(_)
+            raft_grpc_transport_api::migration::MigrationPipeline::Secondary(_)
         ));
         pipeline.append(&append(1)).await.unwrap();
         assert_eq!(
@@ -461,7 +465,7 @@ fn migration_over_grpc_falls_back_to_the_old_port() {
         let pipeline = leader.append_entries_pipeline(&legacy_new).await.unwrap();
         assert!(matches!(
             pipeline,
-            raft_grpc_transport::migration::MigrationPipeline::Secondary(_)
+            raft_grpc_transport_api::migration::MigrationPipeline::Secondary(_)
         ));
         pipeline.append(&append(1)).await.unwrap();
         let (_, result) = pipeline.next().await.unwrap();
@@ -472,7 +476,7 @@ fn migration_over_grpc_falls_back_to_the_old_port() {
             .unwrap();
         assert!(matches!(
             pipeline,
-            raft_grpc_transport::migration::MigrationPipeline::Primary(_)
+            raft_grpc_transport_api::migration::MigrationPipeline::Primary(_)
         ));
         leader.close().await;
         for t in [up_new, up_old, legacy_old] {

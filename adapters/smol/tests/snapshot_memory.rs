@@ -32,7 +32,7 @@ fn one_gib_snapshot_in_bounded_memory() {
         let consumer = server.consumer();
         smol::spawn(async move {
             while let Some(rpc) = consumer.recv().await {
-                raft_grpc_transport::reference::answer(rpc, RpcHeader::default()).await;
+                raft_grpc_transport_api::reference::answer(rpc, RpcHeader::default()).await;
             }
         })
         .detach();

@@ -27,8 +27,8 @@ use raft_grpc_transport::message::{
     AppendEntriesRequest, InstallSnapshotRequest, Log, LogType, RaftRequest, RaftResponse,
     RequestPreVoteRequest, RequestVoteRequest, RpcHeader, TimeoutNowRequest,
 };
-use raft_grpc_transport::transport::{Rpc, TransportError};
 use raft_grpc_transport::{Code, reference};
+use raft_grpc_transport_api::{Rpc, TransportError};
 use raft_grpc_transport_smol::{Config, GrpcTransport};
 
 const SNAPSHOT_SIZE: u64 = 64 << 20;

@@ -9,7 +9,7 @@
 //!   log type and every added field, a heartbeat, RequestVote,
 //!   RequestPreVote, TimeoutNow, a streamed InstallSnapshot of more than
 //!   16 MiB, a pipeline of 2,000 appends); the tonic server answers as
-//!   `raft_grpc_transport::reference::answer` does, records every request,
+//!   `raft_grpc_transport_api::reference::answer` does, records every request,
 //!   and checks the snapshot stream (metadata-only first message, no empty
 //!   or metadata-carrying data message, the running `data_crc32c`, exactly
 //!   `size` bytes);
@@ -49,8 +49,8 @@ use raft_grpc_transport::message::{
     Log, LogType, RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse,
     RequestVoteRequest, RequestVoteResponse, RpcHeader, TimeoutNowRequest, TimeoutNowResponse,
 };
-use raft_grpc_transport::transport::{Responder, Rpc, SnapshotBytes, SnapshotReader};
 use raft_grpc_transport::{Code, Status};
+use raft_grpc_transport_api::{Responder, Rpc, SnapshotBytes, SnapshotReader};
 use raft_grpc_transport_smol::{Config, GrpcTransport, TransportError};
 use tokio_stream::{Stream, StreamExt};
 
@@ -1256,7 +1256,7 @@ async fn serve_one(rpc: Rpc, header: RpcHeader, answer: &Answer, seen: &Mutex<Ru
                 responder,
                 snapshot,
             };
-            raft_grpc_transport::reference::answer(rpc, header).await;
+            raft_grpc_transport_api::reference::answer(rpc, header).await;
         }
         _ => {
             let rpc = Rpc {
@@ -1264,7 +1264,7 @@ async fn serve_one(rpc: Rpc, header: RpcHeader, answer: &Answer, seen: &Mutex<Ru
                 responder,
                 snapshot,
             };
-            raft_grpc_transport::reference::answer(rpc, header).await;
+            raft_grpc_transport_api::reference::answer(rpc, header).await;
         }
     }
 }

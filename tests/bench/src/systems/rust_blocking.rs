@@ -35,7 +35,7 @@ pub fn serve(listen: &str) -> Result<(), String> {
     let transport = BlockingTransport::bind(listen, config())
         .map_err(|e| format!("rust-blocking: bind {listen}: {e}"))?;
     let header = server_header(transport.local_addr());
-    transport.set_heartbeat_handler(Some(raft_grpc_transport::reference::heartbeat_handler(
+    transport.set_heartbeat_handler(Some(raft_grpc_transport_api::reference::heartbeat_handler(
         header.clone(),
     )));
     let consumer = transport.consumer();

@@ -3,7 +3,7 @@
 //!
 //! Server: the consumer loop is a task on smol's global executor, beside
 //! the transport's own tasks (as the README's quick start does); it answers
-//! one RPC at a time with `raft_grpc_transport::reference::answer` (success;
+//! one RPC at a time with `raft_grpc_transport_api::reference::answer` (success;
 //! snapshot data read chunk by chunk to its end, counted). Heartbeats are
 //! answered by the heartbeat handler.
 //!
@@ -35,13 +35,13 @@ pub fn serve(listen: &str) -> Result<(), String> {
     let transport = ::smol::block_on(GrpcTransport::bind(listen, config()))
         .map_err(|e| format!("rust-smol: bind {listen}: {e}"))?;
     let header = server_header(transport.local_addr());
-    transport.set_heartbeat_handler(Some(raft_grpc_transport::reference::heartbeat_handler(
+    transport.set_heartbeat_handler(Some(raft_grpc_transport_api::reference::heartbeat_handler(
         header.clone(),
     )));
     let consumer = transport.consumer();
     ::smol::spawn(async move {
         while let Some(rpc) = consumer.recv().await {
-            raft_grpc_transport::reference::answer(rpc, header.clone()).await;
+            raft_grpc_transport_api::reference::answer(rpc, header.clone()).await;
         }
     })
     .detach();

@@ -1,16 +1,33 @@
-//! The transport as a Raft implementation sees it, with no runtime in it.
+//! The runtime-free async API of the Raft gRPC transport.
 //!
-//! This module owns the [`Transport`] trait — hashicorp/raft's
-//! `raft.Transport` in Rust's terms: incoming RPCs with their
-//! [`Responder`]s, a heartbeat fast path, every outgoing RPC, pipelines,
-//! streamed snapshots, peer encoding and close — and the types every
-//! implementation shares: [`Rpc`], [`SnapshotReader`], [`HeartbeatHandler`]
-//! and [`TransportError`]. Adapters implement it over their runtime (the
-//! smol adapter's `GrpcTransport`); wrappers such as a migration transport
-//! are written once against it.
+//! This crate owns the transport as a Raft implementation sees it:
+//! hashicorp/raft's `raft.Transport` in Rust's terms, with no runtime in it.
+//! * [`Transport`]: incoming RPCs, the heartbeat fast path, one generic
+//!   unary [`call`](Transport::call) (with named conveniences), pipelines,
+//!   streamed snapshots, peer encoding and close;
+//! * the types every implementation shares: [`Rpc`] with its
+//!   [`Responder`], [`SnapshotReader`] over [`SnapshotData`],
+//!   [`HeartbeatHandler`], [`AppendPipeline`], and the core's
+//!   [`TransportError`];
+//! * [`mod@migration`]: `MigrationTransport`, written once against the
+//!   trait;
+//! * [`mod@reference`]: the reference answer to an incoming [`Rpc`], as
+//!   `node serve` gives it.
 //!
-//! Its futures and readers use the `futures-io` traits (`AsyncRead`), which
-//! are definitions only: the core still does no I/O.
+//! It does no I/O and runs nothing: its futures only await the futures of
+//! the transports underneath, and its readers use the `futures-io` traits
+//! (definitions only). The transports themselves — gRPC over h2 on smol,
+//! tokio or plain threads, and the in-memory one — live in the adapter
+//! crates; the protocol they run is the sans-IO core,
+//! `raft-grpc-transport`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod migration;
+pub mod reference;
+
+pub use raft_grpc_transport::TransportError;
+pub use raft_grpc_transport::client::{OutgoingRpc, UnaryRequest};
 
 use std::future::Future;
 use std::io;
@@ -21,12 +38,12 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use futures_io::AsyncRead;
 
-use crate::message::{
+use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
     RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
-use crate::status::{Code, Status};
+use raft_grpc_transport::{Code, Status};
 
 /// Answers heartbeats directly, concurrently with the consumer, so that a
 /// heartbeat is answered while the consumer installs a snapshot. It must
@@ -263,33 +280,60 @@ pub trait Transport: Send + Sync {
     /// sends them to the consumer again.
     fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>);
 
-    /// Sends AppendEntries.
+    /// Sends one unary RPC (AppendEntries, RequestVote, RequestPreVote or
+    /// TimeoutNow) and waits for its answer. Every other unary method of
+    /// this trait is a typed convenience over this one.
+    fn call(
+        &self,
+        target: &str,
+        rpc: OutgoingRpc,
+    ) -> impl Future<Output = Result<RaftResponse, TransportError>> + Send;
+
+    /// Sends a unary request of any kind and returns its typed response.
+    fn unary<R: UnaryRequest + Send>(
+        &self,
+        target: &str,
+        request: R,
+    ) -> impl Future<Output = Result<R::Response, TransportError>> + Send {
+        async move { R::response(self.call(target, request.into()).await?) }
+    }
+
+    /// Sends AppendEntries (a heartbeat when it carries nothing but the
+    /// term and the leader).
     fn append_entries(
         &self,
         target: &str,
         request: AppendEntriesRequest,
-    ) -> impl Future<Output = Result<AppendEntriesResponse, TransportError>> + Send;
+    ) -> impl Future<Output = Result<AppendEntriesResponse, TransportError>> + Send {
+        self.unary(target, request)
+    }
 
     /// Sends RequestVote.
     fn request_vote(
         &self,
         target: &str,
         request: RequestVoteRequest,
-    ) -> impl Future<Output = Result<RequestVoteResponse, TransportError>> + Send;
+    ) -> impl Future<Output = Result<RequestVoteResponse, TransportError>> + Send {
+        self.unary(target, request)
+    }
 
     /// Sends RequestPreVote.
     fn request_pre_vote(
         &self,
         target: &str,
         request: RequestPreVoteRequest,
-    ) -> impl Future<Output = Result<RequestPreVoteResponse, TransportError>> + Send;
+    ) -> impl Future<Output = Result<RequestPreVoteResponse, TransportError>> + Send {
+        self.unary(target, request)
+    }
 
-    /// Sends TimeoutNow.
+    /// Sends TimeoutNow (leadership transfer).
     fn timeout_now(
         &self,
         target: &str,
         request: TimeoutNowRequest,
-    ) -> impl Future<Output = Result<TimeoutNowResponse, TransportError>> + Send;
+    ) -> impl Future<Output = Result<TimeoutNowResponse, TransportError>> + Send {
+        self.unary(target, request)
+    }
 
     /// Streams a snapshot of `meta.size` bytes read from `data`; the peer
     /// receives exactly that many bytes or the install fails.
@@ -306,57 +350,19 @@ pub trait Transport: Send + Sync {
         target: &str,
     ) -> impl Future<Output = Result<Self::Pipeline, TransportError>> + Send;
 
-    /// Serializes a peer's address (hashicorp's `EncodePeer`).
-    fn encode_peer(&self, id: &str, addr: &str) -> Bytes;
+    /// Serializes a peer's address (hashicorp's `EncodePeer`): its bytes.
+    fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
+        let _ = id;
+        Bytes::copy_from_slice(addr.as_bytes())
+    }
 
     /// Reads a peer's address back (hashicorp's `DecodePeer`).
-    fn decode_peer(&self, peer: &[u8]) -> String;
+    fn decode_peer(&self, peer: &[u8]) -> String {
+        String::from_utf8_lossy(peer).into_owned()
+    }
 
     /// Closes the transport. Idempotent.
     fn close(&self) -> impl Future<Output = ()> + Send;
-}
-
-/// Why an outgoing RPC failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// The transport was closed (hashicorp's `ErrTransportShutdown`);
-    /// nothing more will be sent.
-    #[error("transport shut down")]
-    Shutdown,
-    /// The pipeline was closed before the append completed (hashicorp's
-    /// `ErrPipelineShutdown`).
-    #[error("append pipeline closed")]
-    PipelineShutdown,
-    /// The call failed with this gRPC status: the peer's answer, or what
-    /// the network or a deadline did to the call.
-    #[error("{0}")]
-    Status(Status),
-}
-
-impl TransportError {
-    /// The gRPC status this error stands for (`UNAVAILABLE` for the two
-    /// shutdowns).
-    pub fn status(&self) -> Status {
-        match self {
-            TransportError::Status(status) => status.clone(),
-            other => Status::new(Code::Unavailable, other.to_string()),
-        }
-    }
-
-    /// The gRPC code this error stands for.
-    pub fn code(&self) -> Code {
-        match self {
-            TransportError::Status(status) => status.code(),
-            _ => Code::Unavailable,
-        }
-    }
-}
-
-impl From<Status> for TransportError {
-    fn from(status: Status) -> Self {
-        TransportError::Status(status)
-    }
 }
 
 #[cfg(test)]
@@ -417,17 +423,5 @@ mod tests {
             panic!()
         };
         assert!(e.to_string().contains("short"));
-    }
-
-    #[test]
-    fn codes() {
-        assert_eq!(TransportError::Shutdown.code(), Code::Unavailable);
-        assert_eq!(
-            TransportError::PipelineShutdown.status().message(),
-            "append pipeline closed"
-        );
-        let e = TransportError::from(Status::new(Code::DeadlineExceeded, "late"));
-        assert_eq!(e.code(), Code::DeadlineExceeded);
-        assert_eq!(e.to_string(), "DEADLINE_EXCEEDED: late");
     }
 }

@@ -25,13 +25,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_io::AsyncRead;
 
-use crate::message::{
+use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
-    TimeoutNowRequest, TimeoutNowResponse,
+    RaftResponse,
 };
-use crate::status::{Code, Status};
-use crate::transport::{AppendPipeline, HeartbeatHandler, Rpc, Transport, TransportError};
+use raft_grpc_transport::{Code, Status};
+
+use crate::{AppendPipeline, HeartbeatHandler, OutgoingRpc, Rpc, Transport, TransportError};
 
 /// Decides, from the primary's error, whether to try the secondary.
 pub type FallbackPredicate = Arc<dyn Fn(&TransportError) -> bool + Send + Sync>;
@@ -230,54 +230,11 @@ impl<P: Transport, S: Transport> Transport for MigrationTransport<P, S> {
         self.secondary.set_heartbeat_handler(handler);
     }
 
-    async fn append_entries(
-        &self,
-        target: &str,
-        request: AppendEntriesRequest,
-    ) -> Result<AppendEntriesResponse, TransportError> {
-        match self.primary.append_entries(target, request.clone()).await {
-            Err(error) if self.should_fall_back(&error) => {
-                self.secondary.append_entries(target, request).await
-            }
-            result => result,
-        }
-    }
-
-    async fn request_vote(
-        &self,
-        target: &str,
-        request: RequestVoteRequest,
-    ) -> Result<RequestVoteResponse, TransportError> {
-        match self.primary.request_vote(target, request.clone()).await {
-            Err(error) if self.should_fall_back(&error) => {
-                self.secondary.request_vote(target, request).await
-            }
-            result => result,
-        }
-    }
-
-    async fn request_pre_vote(
-        &self,
-        target: &str,
-        request: RequestPreVoteRequest,
-    ) -> Result<RequestPreVoteResponse, TransportError> {
-        match self.primary.request_pre_vote(target, request.clone()).await {
-            Err(error) if self.should_fall_back(&error) => {
-                self.secondary.request_pre_vote(target, request).await
-            }
-            result => result,
-        }
-    }
-
-    async fn timeout_now(
-        &self,
-        target: &str,
-        request: TimeoutNowRequest,
-    ) -> Result<TimeoutNowResponse, TransportError> {
-        match self.primary.timeout_now(target, request.clone()).await {
-            Err(error) if self.should_fall_back(&error) => {
-                self.secondary.timeout_now(target, request).await
-            }
+    /// Every unary RPC kind falls back: AppendEntries, RequestVote,
+    /// RequestPreVote and TimeoutNow.
+    async fn call(&self, target: &str, rpc: OutgoingRpc) -> Result<RaftResponse, TransportError> {
+        match self.primary.call(target, rpc.clone()).await {
+            Err(error) if self.should_fall_back(&error) => self.secondary.call(target, rpc).await,
             result => result,
         }
     }
@@ -310,7 +267,7 @@ impl<P: Transport, S: Transport> Transport for MigrationTransport<P, S> {
         }
     }
 
-    fn encode_peer(&self, id: &str, addr: &str) -> Bytes {
+    fn encode_peer(&self, id: &str, addr: &str) -> bytes::Bytes {
         self.primary.encode_peer(id, addr)
     }
 
