@@ -77,7 +77,7 @@
 //!
 //! // The request head crosses the network; the server accepts it.
 //! let (parts, ()) = client.request(now).into_parts();
-//! let mut server = ServerCall::new(&parts, ServerConfig::default(), now).unwrap();
+//! let mut server = ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap();
 //!
 //! // Request data crosses, within a 65,535-byte window.
 //! while let Some(ClientTransmit::Data { data, end_of_stream }) = client.poll_transmit(65_535) {
@@ -117,15 +117,18 @@
 
 pub mod call;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod framing;
 pub mod head;
 pub mod heartbeat;
+pub mod http2;
 pub mod message;
 pub mod metadata;
 pub mod pipeline;
 pub mod pool;
 pub mod reference;
+pub mod server;
 pub mod snapshot;
 pub mod status;
 pub mod timeout;

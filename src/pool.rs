@@ -114,12 +114,7 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig {
-            slots_per_peer: 3,
-            backoff: Backoff::default(),
-            connect_timeout: Duration::from_secs(5),
-            seed: 0x5eed,
-        }
+        crate::config::Config::default().client().pool
     }
 }
 

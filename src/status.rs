@@ -28,7 +28,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
-use crate::metadata;
+use crate::{http2, metadata};
 
 /// Trailer (or Trailers-Only header) carrying the status code.
 pub const GRPC_STATUS: &str = "grpc-status";
@@ -164,10 +164,10 @@ impl Code {
     /// anything else → INTERNAL.
     pub fn from_rst_stream(error_code: u32) -> Code {
         match error_code {
-            0x7 => Code::Unavailable,
-            0x8 => Code::Cancelled,
-            0xb => Code::ResourceExhausted,
-            0xc => Code::PermissionDenied,
+            http2::REFUSED_STREAM => Code::Unavailable,
+            http2::CANCEL => Code::Cancelled,
+            http2::ENHANCE_YOUR_CALM => Code::ResourceExhausted,
+            http2::INADEQUATE_SECURITY => Code::PermissionDenied,
             _ => Code::Internal,
         }
     }

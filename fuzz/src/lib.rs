@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use raft_grpc_transport::call::{
-    ClientCall, ClientEvent, ClientTransmit, ServerCall, ServerConfig, ServerEvent, ServerTransmit,
+    ClientCall, ClientEvent, ClientTransmit, ServerCall, ServerCallConfig, ServerEvent,
+    ServerTransmit,
 };
 use raft_grpc_transport::framing::{FrameError, MessageDecoder, MessageEncoder};
 use raft_grpc_transport::head::{
@@ -366,7 +367,7 @@ pub fn server_call(data: &[u8]) {
     let (parts, ()) = head.to_request().into_parts();
     let start = Instant::now();
     let mut now = start;
-    let config = ServerConfig {
+    let config = ServerCallConfig {
         max_request_len: 1 << 16,
         max_response_len: 1 << 16,
         snapshot_stall_timeout: Some(Duration::from_millis(80)),

@@ -16,9 +16,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 
-use super::{CANCEL, NO_ERROR, SendQueue};
+use super::SendQueue;
 use crate::framing::{EncodedMessage, MessageBody, MessageDecoder};
 use crate::head::{RequestHead, ResponseStart, classify_response};
+use crate::http2::{CANCEL, NO_ERROR};
 use crate::status::{Code, Status};
 
 /// What happened on a client call.
@@ -145,6 +146,13 @@ impl ClientCall {
         if !self.closing && !self.send_closed {
             self.send.push(message);
         }
+    }
+
+    /// From now on, runs of small request messages go out joined in one
+    /// piece of at most 64 KiB (a pipeline's appends), not one DATA frame
+    /// each.
+    pub fn join_small_pieces(&mut self) {
+        self.send.join_small_pieces();
     }
 
     /// Half-closes the request once everything queued has been sent.
@@ -381,9 +389,9 @@ mod tests {
     use http::uri::Authority;
 
     use super::*;
-    use crate::call::INTERNAL_ERROR;
     use crate::framing::MessageEncoder;
     use crate::head::{RpcMethod, response_head, trailers_only};
+    use crate::http2::INTERNAL_ERROR;
     use crate::message::{AppendEntriesRequest, AppendEntriesResponse, Log};
 
     fn call(timeout: Option<Duration>, now: Instant) -> ClientCall {

@@ -18,7 +18,7 @@ use http::{HeaderMap, Response};
 use prost::Message as _;
 
 use super::SendQueue;
-use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, MessageBody, MessageDecoder, MessageEncoder};
+use crate::framing::{MessageBody, MessageDecoder, MessageEncoder};
 use crate::head::{RequestRejection, RpcMethod, response_head, trailers_only, validate_request};
 use crate::message::{
     InstallSnapshotRequest, RaftMessage, RaftRequest, RaftResponse, SnapshotChunk,
@@ -29,7 +29,7 @@ use crate::wire;
 
 /// Limits of a server call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerConfig {
+pub struct ServerCallConfig {
     /// Largest request message accepted (default 4 MiB, as grpc-go).
     pub max_request_len: usize,
     /// Largest response message sent (default 4 MiB).
@@ -40,13 +40,9 @@ pub struct ServerConfig {
     pub snapshot_stall_timeout: Option<Duration>,
 }
 
-impl Default for ServerConfig {
+impl Default for ServerCallConfig {
     fn default() -> Self {
-        ServerConfig {
-            max_request_len: DEFAULT_MAX_MESSAGE_LEN,
-            max_response_len: DEFAULT_MAX_MESSAGE_LEN,
-            snapshot_stall_timeout: Some(Duration::from_secs(60)),
-        }
+        crate::config::Config::default().server().call
     }
 }
 
@@ -78,6 +74,9 @@ pub enum RespondError {
     /// No request is waiting for an answer.
     #[error("no request is waiting for a response")]
     NothingToAnswer,
+    /// This request was answered already.
+    #[error("the request was answered already")]
+    AlreadyAnswered,
     /// The call is already over.
     #[error("the call is over: {0}")]
     Finished(Status),
@@ -117,7 +116,7 @@ enum Phase {
 /// ```
 /// use std::time::Instant;
 /// use http::uri::Authority;
-/// use raft_grpc_transport::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+/// use raft_grpc_transport::call::{ServerCall, ServerCallConfig, ServerEvent, ServerTransmit};
 /// use raft_grpc_transport::framing::MessageEncoder;
 /// use raft_grpc_transport::head::{RequestHead, RpcMethod};
 /// use raft_grpc_transport::message::{RaftRequest, RaftResponse, RequestVoteRequest, RequestVoteResponse};
@@ -125,7 +124,7 @@ enum Phase {
 /// let now = Instant::now();
 /// let head = RequestHead { method: RpcMethod::RequestVote, authority: Authority::from_static("me"), timeout: None };
 /// let (parts, ()) = head.to_request().into_parts();
-/// let mut call = ServerCall::new(&parts, ServerConfig::default(), now).unwrap();
+/// let mut call = ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap();
 /// let request = RequestVoteRequest { term: 3, ..Default::default() };
 /// call.handle_data(MessageEncoder::default().encode(&request).unwrap().to_bytes(), now);
 /// call.handle_end_of_stream(now);
@@ -139,7 +138,8 @@ enum Phase {
 /// ```
 #[derive(Debug)]
 pub struct ServerCall {
-    method: RpcMethod,
+    /// `None` for a call refused at its head.
+    method: Option<RpcMethod>,
     deadline: Option<Instant>,
     decoder: MessageDecoder,
     encoder: MessageEncoder,
@@ -166,7 +166,7 @@ impl ServerCall {
     /// (send [`RequestRejection::to_response`] with END_STREAM).
     pub fn new(
         head: &http::request::Parts,
-        config: ServerConfig,
+        config: ServerCallConfig,
         now: Instant,
     ) -> Result<ServerCall, RequestRejection> {
         let accepted = validate_request(head)?;
@@ -175,7 +175,7 @@ impl ServerCall {
             _ => None,
         };
         Ok(ServerCall {
-            method: accepted.method,
+            method: Some(accepted.method),
             deadline: accepted.timeout.and_then(|t| now.checked_add(t)),
             decoder: MessageDecoder::new(config.max_request_len),
             encoder: MessageEncoder::new(config.max_response_len, usize::MAX),
@@ -195,8 +195,38 @@ impl ServerCall {
         })
     }
 
-    /// The method called.
-    pub fn method(&self) -> RpcMethod {
+    /// A call refused at its head: it sends `head` (a refusal from
+    /// [`RequestRejection::to_response`], or a Trailers-Only answer) with
+    /// END_STREAM, and nothing else.
+    pub fn rejected(head: Response<()>) -> ServerCall {
+        let status = Status::from_headers(head.headers())
+            .unwrap_or_else(|| Status::new(Code::Unknown, "request refused"));
+        ServerCall {
+            method: None,
+            deadline: None,
+            decoder: MessageDecoder::new(0),
+            encoder: MessageEncoder::new(0, usize::MAX),
+            phase: Phase::Done,
+            received: 0,
+            answered: 0,
+            request_ended: false,
+            snapshot: None,
+            stall: None,
+            events: VecDeque::new(),
+            head_queued: true,
+            head: Some(ServerTransmit::Head {
+                head,
+                end_of_stream: true,
+            }),
+            data: SendQueue::default(),
+            trailers: None,
+            transmit_done: false,
+            final_status: Some(status),
+        }
+    }
+
+    /// The method called (`None` for a call refused at its head).
+    pub fn method(&self) -> Option<RpcMethod> {
         self.method
     }
 
@@ -220,6 +250,26 @@ impl ServerCall {
     /// Whether everything has been transmitted: the call is over.
     pub fn is_finished(&self) -> bool {
         self.transmit_done
+    }
+
+    /// Whether something waits to be transmitted (the head, data or the
+    /// trailers); data only counts with capacity to send it.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit_done
+            && (self.head.is_some() || !self.data.is_empty() || self.trailers.is_some())
+    }
+
+    /// Whether the call's status is decided (it may still be transmitting).
+    pub fn is_answered(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The application holds snapshot data it has not read yet (buffered
+    /// outside this call): the stream is not stalled, whatever the time.
+    pub fn hold_stall(&mut self, now: Instant) {
+        if let Some(stall) = &mut self.stall {
+            stall.progress(now);
+        }
     }
 
     /// Request DATA arrived.
@@ -252,7 +302,10 @@ impl ServerCall {
                 "the client sent more than one request message on a unary call",
             )
         };
-        let event = match self.method {
+        let Some(method) = self.method else {
+            return Ok(());
+        };
+        let event = match method {
             RpcMethod::AppendEntries
             | RpcMethod::RequestVote
             | RpcMethod::RequestPreVote
@@ -313,7 +366,7 @@ impl ServerCall {
         if let Err(e) = self.decoder.finish() {
             return self.fail(e.status());
         }
-        match self.method {
+        match self.method.unwrap_or(RpcMethod::AppendEntries) {
             RpcMethod::AppendEntriesPipeline if self.answered == self.received => {
                 self.end(Status::ok());
             }
@@ -395,12 +448,15 @@ impl ServerCall {
     /// finished sending and every request is answered.
     pub fn respond(&mut self, response: RaftResponse) -> Result<(), RespondError> {
         if self.phase != Phase::Open {
-            return Err(RespondError::Finished(self.final_status()));
+            return Err(RespondError::Finished(self.final_status_or_ok()));
         }
-        if !response.answers(self.method) {
+        let Some(method) = self.method else {
+            return Err(RespondError::NothingToAnswer);
+        };
+        if !response.answers(method) {
             return Err(RespondError::WrongType(
                 response.proto_name(),
-                self.method.name(),
+                method.name(),
             ));
         }
         if self.answered >= self.received {
@@ -418,7 +474,7 @@ impl ServerCall {
         self.queue_head();
         self.data.push(encoded);
         self.answered += 1;
-        let done = match self.method {
+        let done = match method {
             RpcMethod::AppendEntriesPipeline => {
                 self.request_ended && self.answered == self.received
             }
@@ -434,7 +490,7 @@ impl ServerCall {
     /// handler, for instance); its message reaches the client as text.
     pub fn respond_error(&mut self, status: Status) -> Result<(), RespondError> {
         if self.phase != Phase::Open {
-            return Err(RespondError::Finished(self.final_status()));
+            return Err(RespondError::Finished(self.final_status_or_ok()));
         }
         self.end(status);
         Ok(())
@@ -527,8 +583,13 @@ impl ServerCall {
         }
     }
 
-    fn final_status(&self) -> Status {
+    fn final_status_or_ok(&self) -> Status {
         self.final_status.clone().unwrap_or_else(Status::ok)
+    }
+
+    /// The call's status, once it is decided.
+    pub fn final_status(&self) -> Option<Status> {
+        self.final_status.clone()
     }
 }
 
@@ -552,7 +613,7 @@ mod tests {
             timeout,
         };
         let (parts, ()) = head.to_request().into_parts();
-        ServerCall::new(&parts, ServerConfig::default(), now).unwrap()
+        ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap()
     }
 
     fn framed<M: RaftMessage>(message: &M) -> Bytes {
@@ -596,7 +657,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let err = ServerCall::new(&parts, ServerConfig::default(), now).unwrap_err();
+        let err = ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap_err();
         assert!(matches!(err, RequestRejection::MethodNotAllowed(_)));
     }
 
@@ -686,9 +747,9 @@ mod tests {
             timeout: None,
         };
         let (parts, ()) = head.to_request().into_parts();
-        let config = ServerConfig {
+        let config = ServerCallConfig {
             max_request_len: 10,
-            ..ServerConfig::default()
+            ..ServerCallConfig::default()
         };
         let mut c = ServerCall::new(&parts, config, now).unwrap();
         c.handle_data(Bytes::from_static(&[0, 0, 0, 1, 0]), now);

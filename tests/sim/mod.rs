@@ -1,40 +1,39 @@
 //! A deterministic simulation of Raft nodes talking through the sans-IO core.
 //!
-//! Each node has a `ClientEndpoint` and serves incoming streams with
-//! `ServerCall`s and a reference responder (the one `node serve` uses:
-//! AppendEntries succeeds with the request's term, votes are granted,
-//! snapshots are read whole). Between them is an in-memory model of HTTP/2
-//! on virtual time: connections with one-way latency and bandwidth (frames
-//! on one connection are serialized, FIFO), streams with a per-stream flow
-//! control window released by the receiver only when it takes the data,
+//! Each node has a `ClientEndpoint` and a `ServerEndpoint` — the two
+//! machines that ship — and a reference application on top: a heartbeat
+//! fast path, and a consumer that handles one RPC at a time (the reference
+//! responder `node serve` uses) and may read snapshots slowly. Between the
+//! nodes is an in-memory model of HTTP/2 on virtual time: connections with
+//! one-way latency and bandwidth (frames on one connection are serialized,
+//! FIFO), a handshake and PING round trips, streams with a per-stream flow
+//! control window released by the receiver only when its endpoint says so,
 //! GOAWAY, stream resets, refused connects and lost connections.
 //!
-//! The harness plays the adapter's part (moving outputs to the model and
-//! the model's deliveries back as inputs) and the application's (a
-//! heartbeat fast path, a consumer that handles one RPC at a time and may
-//! read snapshots slowly). Everything is recorded for the tests to check.
+//! The harness plays the driver's part (moving each endpoint's outputs to
+//! the model and the model's deliveries back as inputs) and the
+//! application's. Everything is recorded for the tests to check.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use raft_grpc_transport::call::{
-    ClientTransmit, ServerCall, ServerConfig, ServerEvent, ServerTransmit,
-};
+use raft_grpc_transport::call::{ClientTransmit, ServerTransmit};
 use raft_grpc_transport::client::{
     CallId, ClientConfig, ClientEndpoint, ClientEvent, ClientOutput, OutgoingRpc,
 };
-use raft_grpc_transport::heartbeat::is_heartbeat;
+use raft_grpc_transport::http2::REFUSED_STREAM;
 use raft_grpc_transport::message::*;
 use raft_grpc_transport::pool::ConnId;
 use raft_grpc_transport::reference;
-use raft_grpc_transport::{Code, Status};
-
-/// HTTP/2 REFUSED_STREAM.
-pub const REFUSED_STREAM: u32 = 0x7;
+use raft_grpc_transport::server::{
+    IncomingRpc, RequestId, ServerConfig, ServerEndpoint, ServerEvent, ServerOutput, SnapshotRead,
+    StreamId,
+};
+use raft_grpc_transport::{Status, TransportError};
 
 /// The address of node `i`.
 pub fn addr(i: usize) -> String {
@@ -59,7 +58,7 @@ pub struct SimConfig {
     pub stream_window: usize,
     /// Client configuration of every node.
     pub client: ClientConfig,
-    /// Server configuration of every node.
+    /// Server configuration of every node (the heartbeat fast path is on).
     pub server: ServerConfig,
     /// How long the consumer takes per RPC (not heartbeats).
     pub consumer_delay: Duration,
@@ -100,6 +99,9 @@ enum Delivery {
         conn: ConnId,
         ok: bool,
     },
+    PingAck {
+        key: ConnKey,
+    },
     ToServer {
         key: ConnKey,
         call: CallId,
@@ -135,6 +137,8 @@ pub type ConnKey = (usize, ConnId);
 
 struct SimConn {
     server: usize,
+    /// The server endpoint's id of this connection, once accepted.
+    server_conn: Option<ConnId>,
     up: bool,
     goaway_sent: bool,
     c2s_busy: Duration,
@@ -148,24 +152,16 @@ struct SimStream {
     c2s_unreleased: usize,
     /// Server bytes sent and not yet released by the client.
     s2c_unreleased: usize,
-    server: Option<ServerStream>,
+    /// The server endpoint's stream, once its head arrived.
+    server: Option<StreamId>,
     /// The server refused the stream (GOAWAY) or it is otherwise gone.
     dead: bool,
 }
 
-struct ServerStream {
-    call: ServerCall,
-    /// Data received but not yet taken (the call did not want it).
-    pending: VecDeque<Bytes>,
-    pending_end: bool,
-}
-
-/// A job of a node's consumer: one RPC.
+/// The consumer's current RPC.
 #[derive(Debug, Clone)]
 struct Job {
-    key: ConnKey,
-    call: CallId,
-    request: RaftRequest,
+    rpc: IncomingRpc,
     /// Snapshot bytes read so far.
     received: Vec<u8>,
 }
@@ -173,13 +169,9 @@ struct Job {
 /// What a node records.
 #[derive(Debug, Default)]
 pub struct NodeLog {
-    /// Client outcomes: (call, result), in order.
-    pub completed: Vec<(
-        CallId,
-        Result<raft_grpc_transport::message::RaftResponse, Status>,
-        Duration,
-    )>,
-    /// Pipeline outcomes: (pipeline, seq, ok).
+    /// Client outcomes: (call, result as a status, time), in order.
+    pub completed: Vec<(CallId, Result<RaftResponse, Status>, Duration)>,
+    /// Pipeline outcomes: (pipeline, seq, result).
     pub appended: Vec<(CallId, u64, Result<AppendEntriesResponse, Status>)>,
     /// Pipelines that closed.
     pub pipelines_closed: Vec<(CallId, Status)>,
@@ -193,21 +185,30 @@ pub struct NodeLog {
     pub progress: Vec<(CallId, u64, u64)>,
     /// Heartbeats answered on the fast path.
     pub heartbeats_answered: usize,
-    /// Server calls that failed: (status).
+    /// Requests the application took and then could not answer (the call
+    /// was over: the caller reset it, its deadline passed, its connection
+    /// went): the status the call ended with.
     pub server_failures: Vec<Status>,
+    /// Every request the application took, in order.
+    pub delivered: Vec<RequestId>,
 }
 
 /// A simulated node.
 pub struct Node {
     /// The client side.
     pub client: ClientEndpoint,
+    /// The server side.
+    pub server: ServerEndpoint,
     /// What happened.
     pub log: NodeLog,
-    consumer: VecDeque<Job>,
     current: Option<Job>,
     consumer_busy_until: Duration,
-    /// Snapshot sources being streamed: call → (data, offset).
+    /// Snapshot sources being streamed: call → (data, offset, read size).
     sources: HashMap<CallId, (Bytes, usize, usize)>,
+    /// The server's streams: → (connection, call).
+    streams: HashMap<StreamId, (ConnKey, CallId)>,
+    /// The server's connections → the model's.
+    conns: HashMap<ConnId, ConnKey>,
 }
 
 /// The simulation.
@@ -228,17 +229,26 @@ pub struct Sim {
     dirty: Vec<(usize, CallId)>,
 }
 
+fn as_status<T>(result: Result<T, TransportError>) -> Result<T, Status> {
+    result.map_err(|e| e.status())
+}
+
 impl Sim {
     /// `n` nodes, no connections.
     pub fn new(n: usize, config: SimConfig) -> Sim {
         let nodes = (0..n)
             .map(|_| Node {
                 client: ClientEndpoint::new(config.client),
+                server: ServerEndpoint::new(ServerConfig {
+                    heartbeat_fast_path: true,
+                    ..config.server
+                }),
                 log: NodeLog::default(),
-                consumer: VecDeque::new(),
                 current: None,
                 consumer_busy_until: Duration::ZERO,
                 sources: HashMap::new(),
+                streams: HashMap::new(),
+                conns: HashMap::new(),
             })
             .collect();
         Sim {
@@ -319,7 +329,7 @@ impl Sim {
             };
             if *offset >= data.len() {
                 n.sources.remove(&call);
-                n.client.snapshot_end(call, now);
+                n.client.finish_snapshot(call, now);
                 return;
             }
             if !n.client.snapshot_wants_data(call) {
@@ -328,7 +338,7 @@ impl Sim {
             let end = (*offset + *read).min(data.len());
             let piece = data.slice(*offset..end);
             *offset = end;
-            if n.client.snapshot_data(call, piece, now).is_err() {
+            if n.client.push_snapshot_data(call, piece, now).is_err() {
                 n.sources.remove(&call);
                 return;
             }
@@ -351,10 +361,7 @@ impl Sim {
         request: &AppendEntriesRequest,
     ) -> Option<u64> {
         let now = self.instant();
-        let seq = self.nodes[from]
-            .client
-            .pipeline_append(pipeline, request, now)
-            .ok();
+        let seq = self.nodes[from].client.append(pipeline, request, now).ok();
         self.after_client(from);
         seq
     }
@@ -387,40 +394,47 @@ impl Sim {
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
-            if let Some(conn) = self.conns.get_mut(&key) {
-                conn.goaway_sent = true;
-            }
-            let at = self.now + self.config.latency;
-            self.schedule(at, Delivery::GoAway { key });
+            self.send_goaway(key);
         }
+    }
+
+    fn send_goaway(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conns.get_mut(&key) {
+            if conn.goaway_sent || !conn.up {
+                return;
+            }
+            conn.goaway_sent = true;
+        }
+        let at = self.now + self.config.latency;
+        self.schedule(at, Delivery::GoAway { key });
     }
 
     /// Node `server` resets every open stream from `client` with `code`.
     pub fn reset_streams(&mut self, client: usize, server: usize, code: u32) {
-        let targets: Vec<(ConnKey, CallId)> = self
+        let targets: Vec<(ConnKey, CallId, StreamId)> = self
             .conns
             .iter()
             .filter(|((c, _), conn)| conn.up && *c == client && conn.server == server)
             .flat_map(|(k, conn)| {
                 conn.streams
                     .iter()
-                    .filter(|(_, s)| !s.dead && s.server.is_some())
-                    .map(move |(id, _)| (*k, *id))
+                    .filter(|(_, s)| !s.dead)
+                    .filter_map(move |(id, s)| Some((*k, *id, s.server?)))
             })
             .collect();
         let now = self.instant();
-        for (key, call) in targets {
-            if let Some(stream) = self
+        for (key, call, stream) in targets {
+            if let Some(s) = self
                 .conns
                 .get_mut(&key)
                 .and_then(|c| c.streams.get_mut(&call))
             {
-                stream.dead = true;
-                if let Some(server) = &mut stream.server {
-                    server.call.handle_reset(code, now);
-                }
+                s.dead = true;
             }
-            self.server_events(key, call);
+            // The server resets its own stream: to its endpoint, the stream
+            // is gone as if the client had reset it.
+            self.nodes[server].server.handle_reset(stream, code, now);
+            self.after_server(server);
             let at = self.transit(key, false, 4);
             self.schedule(
                 at,
@@ -442,25 +456,17 @@ impl Sim {
             return;
         }
         conn.up = false;
-        let calls: Vec<CallId> = conn.streams.keys().copied().collect();
-        for call in &calls {
-            if let Some(stream) = conn.streams.get_mut(call) {
-                if let Some(server) = &mut stream.server {
-                    server
-                        .call
-                        .handle_connection_lost(Status::new(Code::Unavailable, "connection lost"));
-                }
-            }
-        }
-        for call in calls {
-            self.server_events(key, call);
+        let server = conn.server;
+        if let Some(server_conn) = conn.server_conn {
+            self.nodes[server]
+                .server
+                .handle_connection_lost(server_conn, "connection lost", now);
+            self.after_server(server);
         }
         if tell_client {
-            self.nodes[key.0].client.connection_lost(
-                key.1,
-                Status::new(Code::Unavailable, "connection lost"),
-                now,
-            );
+            self.nodes[key.0]
+                .client
+                .handle_connection_lost(key.1, "connection lost", now);
             self.after_client(key.0);
         }
     }
@@ -475,12 +481,8 @@ impl Sim {
             let next_timeout = self
                 .nodes
                 .iter()
-                .filter_map(|n| n.client.poll_timeout())
-                .chain(self.conns.values().flat_map(|c| {
-                    c.streams
-                        .values()
-                        .filter_map(|s| s.server.as_ref()?.call.poll_timeout())
-                }))
+                .flat_map(|n| [n.client.poll_timeout(), n.server.poll_timeout()])
+                .flatten()
                 .min()
                 .map(|i| i.saturating_duration_since(self.base));
             let next = match (next_delivery, next_timeout) {
@@ -529,36 +531,15 @@ impl Sim {
                 self.nodes[i].client.handle_timeout(now);
                 self.after_client(i);
             }
-        }
-        let due: Vec<(ConnKey, CallId)> = self
-            .conns
-            .iter()
-            .flat_map(|(k, c)| {
-                c.streams.iter().filter_map(move |(id, s)| {
-                    s.server
-                        .as_ref()?
-                        .call
-                        .poll_timeout()
-                        .filter(|t| *t <= now)
-                        .map(|_| (*k, *id))
-                })
-            })
-            .collect();
-        for (key, call) in due {
-            if let Some(server) = self.server_stream(key, call) {
-                server.call.handle_timeout(now);
+            if self.nodes[i]
+                .server
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                self.nodes[i].server.handle_timeout(now);
+                self.after_server(i);
             }
-            self.server_events(key, call);
         }
-    }
-
-    fn server_stream(&mut self, key: ConnKey, call: CallId) -> Option<&mut ServerStream> {
-        self.conns
-            .get_mut(&key)?
-            .streams
-            .get_mut(&call)?
-            .server
-            .as_mut()
     }
 
     fn deliver(&mut self, delivery: Delivery) {
@@ -566,20 +547,35 @@ impl Sim {
         match delivery {
             Delivery::ConnectResult { client, conn, ok } => {
                 let key = (client, conn);
-                if !self.conns.contains_key(&key) {
+                let Some(c) = self.conns.get_mut(&key) else {
                     return; // abandoned meanwhile
-                }
+                };
                 if ok {
-                    self.nodes[client].client.connected(conn, None, now);
+                    let server = c.server;
+                    let server_conn = self.nodes[server].server.handle_connection(now);
+                    self.nodes[server]
+                        .server
+                        .handle_handshake_done(server_conn, now);
+                    self.nodes[server].conns.insert(server_conn, key);
+                    if let Some(c) = self.conns.get_mut(&key) {
+                        c.server_conn = Some(server_conn);
+                    }
+                    self.nodes[client].client.handle_connected(conn, now);
                 } else {
                     self.conns.remove(&key);
-                    self.nodes[client].client.connect_failed(
+                    self.nodes[client].client.handle_connect_failed(
                         conn,
-                        Status::new(Code::Unavailable, "connection refused"),
+                        "connection refused",
                         now,
                     );
                 }
                 self.after_client(client);
+            }
+            Delivery::PingAck { key } => {
+                if self.conns.get(&key).is_some_and(|c| c.up) {
+                    self.nodes[key.0].client.handle_ping_ack(key.1, now);
+                    self.after_client(key.0);
+                }
             }
             Delivery::ToServer { key, call, frame } => self.deliver_to_server(key, call, frame),
             Delivery::ToClient { key, call, frame } => {
@@ -588,15 +584,12 @@ impl Sim {
                 }
                 let client = &mut self.nodes[key.0].client;
                 match frame {
-                    S2C::Headers(parts, eos) => client.response_head(call, &parts, eos, now),
-                    S2C::Data(data) => {
-                        let n = data.len();
-                        client.response_data(call, data, now);
-                        let at = self.transit(key, true, 4);
-                        self.schedule(at, Delivery::WindowToServer { key, call, n });
+                    S2C::Headers(parts, eos) => client.handle_response_head(call, &parts, eos, now),
+                    S2C::Data(data) => client.handle_response_data(call, data, now),
+                    S2C::Trailers(trailers) => {
+                        client.handle_response_trailers(call, &trailers, now)
                     }
-                    S2C::Trailers(trailers) => client.response_trailers(call, &trailers, now),
-                    S2C::Reset(code) => client.stream_reset(call, code, now),
+                    S2C::Reset(code) => client.handle_stream_reset(call, code, now),
                 }
                 self.after_client(key.0);
             }
@@ -612,18 +605,24 @@ impl Sim {
                 }
             }
             Delivery::WindowToServer { key, call, n } => {
-                if let Some(stream) = self
-                    .conns
-                    .get_mut(&key)
-                    .and_then(|c| c.streams.get_mut(&call))
-                {
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    return;
+                };
+                let server = conn.server;
+                if let Some(stream) = conn.streams.get_mut(&call) {
                     stream.s2c_unreleased = stream.s2c_unreleased.saturating_sub(n);
-                    self.server_transmit(key, call);
+                    if let Some(id) = stream.server {
+                        self.server_transmit(server, id);
+                    }
                 }
             }
             Delivery::GoAway { key } => {
                 if self.conns.get(&key).is_some_and(|c| c.up) {
-                    self.nodes[key.0].client.goaway(key.1, now);
+                    self.nodes[key.0].client.handle_goaway(
+                        key.1,
+                        raft_grpc_transport::http2::NO_ERROR,
+                        now,
+                    );
                     self.after_client(key.0);
                 }
             }
@@ -633,17 +632,18 @@ impl Sim {
 
     fn deliver_to_server(&mut self, key: ConnKey, call: CallId, frame: C2S) {
         let now = self.instant();
-        let server_config = self.config.server;
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
         if !conn.up {
             return;
         }
+        let server = conn.server;
+        let server_conn = conn.server_conn;
         match frame {
             C2S::Headers(parts) => {
+                let stream = conn.streams.entry(call).or_default();
                 if conn.goaway_sent {
-                    let stream = conn.streams.entry(call).or_default();
                     stream.dead = true;
                     let at = self.transit(key, false, 4);
                     self.schedule(
@@ -656,237 +656,195 @@ impl Sim {
                     );
                     return;
                 }
-                let stream = conn.streams.entry(call).or_default();
-                match ServerCall::new(&parts, server_config, now) {
-                    Ok(server) => {
-                        stream.server = Some(ServerStream {
-                            call: server,
-                            pending: VecDeque::new(),
-                            pending_end: false,
-                        });
-                    }
-                    Err(rejection) => {
-                        stream.dead = true;
-                        let (head, ()) = rejection.to_response().into_parts();
-                        let at = self.transit(key, false, 64);
-                        self.schedule(
-                            at,
-                            Delivery::ToClient {
-                                key,
-                                call,
-                                frame: S2C::Headers(head, true),
-                            },
-                        );
-                        return;
-                    }
+                let Some(server_conn) = server_conn else {
+                    return;
+                };
+                let id = self.nodes[server]
+                    .server
+                    .handle_request_head(server_conn, &parts, now);
+                if let Some(s) = self
+                    .conns
+                    .get_mut(&key)
+                    .and_then(|c| c.streams.get_mut(&call))
+                {
+                    s.server = Some(id);
                 }
+                self.nodes[server].streams.insert(id, (key, call));
             }
             C2S::Data(data, eos) => {
-                let Some(stream) = conn.streams.get_mut(&call) else {
+                let Some(id) = conn.streams.get(&call).and_then(|s| s.server) else {
                     return;
                 };
-                let Some(server) = &mut stream.server else {
-                    return;
-                };
-                if !data.is_empty() {
-                    server.pending.push_back(data);
+                let endpoint = &mut self.nodes[server].server;
+                endpoint.handle_data(id, data, now);
+                if eos {
+                    endpoint.handle_end_of_stream(id, now);
                 }
-                server.pending_end |= eos;
             }
             C2S::Reset(code) => {
                 let Some(stream) = conn.streams.get_mut(&call) else {
                     return;
                 };
                 stream.dead = true;
-                if let Some(server) = &mut stream.server {
-                    server.call.handle_reset(code, now);
-                }
+                let Some(id) = stream.server else {
+                    return;
+                };
+                self.nodes[server].server.handle_reset(id, code, now);
             }
         }
-        self.server_events(key, call);
+        self.after_server(server);
     }
 
-    /// Feeds pending data to a server call while it wants it, hands its
-    /// events to the application, and transmits what it has.
-    fn server_events(&mut self, key: ConnKey, call: CallId) {
+    /// Carries out a node's server outputs and hands its events to the
+    /// application.
+    fn after_server(&mut self, node: usize) {
         let now = self.instant();
-        let node = self.conns.get(&key).map(|c| c.server);
-        let Some(node) = node else { return };
         loop {
-            let mut released = 0;
-            let mut events = Vec::new();
-            {
-                let Some(server) = self.server_stream(key, call) else {
-                    return;
-                };
-                while server.call.wants_data() {
-                    let Some(data) = server.pending.pop_front() else {
-                        break;
-                    };
-                    released += data.len();
-                    server.call.handle_data(data, now);
-                }
-                if server.pending.is_empty() && server.pending_end && server.call.wants_data() {
-                    server.pending_end = false;
-                    server.call.handle_end_of_stream(now);
-                }
-            }
-            // Requests go to the application at once; snapshot data only
-            // when the consumer is on this stream and ready for more.
-            let consumer_here = self.nodes[node]
-                .current
-                .as_ref()
-                .is_some_and(|j| j.key == key && j.call == call)
-                && self.now >= self.nodes[node].consumer_busy_until;
-            {
-                let Some(server) = self.server_stream(key, call) else {
-                    return;
-                };
-                loop {
-                    match server.call.peek_event() {
-                        None => break,
-                        Some(ServerEvent::SnapshotData(_) | ServerEvent::SnapshotEnd) => {
-                            if consumer_here {
-                                events.extend(server.call.poll_event());
-                            }
-                            break;
+            let mut progressed = false;
+            while let Some(output) = self.nodes[node].server.poll_output() {
+                progressed = true;
+                match output {
+                    ServerOutput::Transmit { stream, .. } => self.server_transmit(node, stream),
+                    ServerOutput::ReleaseCapacity { stream, bytes, .. } => {
+                        if let Some(&(key, call)) = self.nodes[node].streams.get(&stream) {
+                            let at = self.transit(key, false, 4);
+                            self.schedule(
+                                at,
+                                Delivery::WindowToClient {
+                                    key,
+                                    call,
+                                    n: bytes,
+                                },
+                            );
                         }
-                        Some(_) => events.extend(server.call.poll_event()),
+                    }
+                    ServerOutput::GoAway { conn } => {
+                        if let Some(&key) = self.nodes[node].conns.get(&conn) {
+                            self.send_goaway(key);
+                        }
+                    }
+                    ServerOutput::Close { conn } => {
+                        if let Some(&key) = self.nodes[node].conns.get(&conn) {
+                            self.drop_conn(key, true);
+                        }
                     }
                 }
             }
-            if released > 0 {
-                let at = self.transit(key, false, 4);
-                self.schedule(
-                    at,
-                    Delivery::WindowToClient {
-                        key,
-                        call,
-                        n: released,
-                    },
-                );
+            while let Some(event) = self.nodes[node].server.poll_event() {
+                progressed = true;
+                match event {
+                    ServerEvent::Heartbeat { id, request } => {
+                        let response =
+                            reference::append_entries_response(&request, RpcHeader::default());
+                        let n = &mut self.nodes[node];
+                        n.log.delivered.push(id);
+                        let _ =
+                            n.server
+                                .respond(id, Ok(RaftResponse::AppendEntries(response)), now);
+                        n.log.heartbeats_answered += 1;
+                    }
+                    ServerEvent::RpcQueued => {
+                        let at = self.now;
+                        self.schedule(at, Delivery::ConsumerWake { node });
+                    }
+                    ServerEvent::SnapshotReady { id } => {
+                        if self.nodes[node]
+                            .current
+                            .as_ref()
+                            .is_some_and(|j| j.rpc.id == id)
+                        {
+                            let at = self.now;
+                            self.schedule(at, Delivery::ConsumerWake { node });
+                        }
+                    }
+                    ServerEvent::PipelineOpened { .. } | ServerEvent::PipelineReady { .. } => {}
+                }
             }
-            if events.is_empty() {
-                break;
-            }
-            for event in events {
-                self.app_event(node, key, call, event);
+            if !progressed {
+                return;
             }
         }
-        self.server_transmit(key, call);
     }
 
-    fn app_event(&mut self, node: usize, key: ConnKey, call: CallId, event: ServerEvent) {
+    /// The application answers an RPC it took.
+    fn answer(&mut self, node: usize, id: RequestId, response: RaftResponse) {
         let now = self.instant();
-        match event {
-            ServerEvent::Request(RaftRequest::AppendEntries(request)) if is_heartbeat(&request) => {
-                let response = RaftResponse::AppendEntries(AppendEntriesResponse {
-                    term: request.term,
-                    success: true,
-                    ..Default::default()
-                });
-                if let Some(server) = self.server_stream(key, call) {
-                    let _ = server.call.respond(response);
-                }
-                self.nodes[node].log.heartbeats_answered += 1;
-            }
-            ServerEvent::Request(request) => {
-                self.nodes[node].consumer.push_back(Job {
-                    key,
-                    call,
-                    request,
-                    received: Vec::new(),
-                });
-                self.run_consumer(node);
-            }
-            ServerEvent::SnapshotData(data) => {
-                let rate = self.config.snapshot_read_rate;
-                let n = &mut self.nodes[node];
-                if let Some(job) = n
-                    .current
-                    .as_mut()
-                    .filter(|j| j.key == key && j.call == call)
-                {
-                    job.received.extend_from_slice(&data);
-                    if let Some(rate) = rate {
-                        let busy = self.now + Duration::from_secs_f64(data.len() as f64 / rate);
-                        n.consumer_busy_until = busy;
-                        self.schedule(busy, Delivery::ConsumerWake { node });
-                    }
-                }
-            }
-            ServerEvent::SnapshotEnd => {
-                let n = &mut self.nodes[node];
-                if let Some(job) = n.current.take_if(|j| j.key == key && j.call == call) {
-                    let RaftRequest::InstallSnapshot(meta) = &job.request else {
-                        unreachable!()
-                    };
-                    let ok = job.received.len() as u64 == meta.size;
-                    n.log
-                        .installs
-                        .push((meta.clone(), job.received.clone(), ok));
-                    let response = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
-                        term: meta.term,
-                        success: ok,
-                        ..Default::default()
-                    });
-                    if let Some(server) = self.server_stream(key, call) {
-                        let _ = server.call.respond(response);
-                    }
-                    let at = self.now;
-                    self.schedule(at, Delivery::ConsumerWake { node });
-                }
-            }
-            ServerEvent::Failed(status) => {
-                let n = &mut self.nodes[node];
-                n.log.server_failures.push(status);
-                n.consumer.retain(|j| !(j.key == key && j.call == call));
-                if n.current
-                    .take_if(|j| j.key == key && j.call == call)
-                    .is_some()
-                {
-                    let at = self.now;
-                    self.schedule(at, Delivery::ConsumerWake { node });
-                }
-            }
+        let n = &mut self.nodes[node];
+        if let Err(raft_grpc_transport::call::RespondError::Finished(status)) =
+            n.server.respond(id, Ok(response), now)
+        {
+            n.log.server_failures.push(status);
         }
-        let _ = now;
+        self.after_server(node);
     }
 
     /// The consumer: one RPC at a time.
     fn run_consumer(&mut self, node: usize) {
+        let now = self.instant();
         loop {
             if self.now < self.nodes[node].consumer_busy_until {
                 return;
             }
             // A snapshot in progress: pull more of its data.
             if let Some(job) = &self.nodes[node].current {
-                let (key, call) = (job.key, job.call);
-                let alive = self
-                    .server_stream(key, call)
-                    .is_some_and(|s| !s.call.is_finished());
-                if !alive {
-                    self.nodes[node].current = None;
-                    continue;
+                let id = job.rpc.id;
+                let read = self.nodes[node].server.read_snapshot(id, now);
+                self.after_server(node);
+                match read {
+                    SnapshotRead::Pending => return,
+                    SnapshotRead::Data(data) => {
+                        let rate = self.config.snapshot_read_rate;
+                        let n = &mut self.nodes[node];
+                        if let Some(job) = &mut n.current {
+                            job.received.extend_from_slice(&data);
+                        }
+                        if let Some(rate) = rate {
+                            let busy = self.now + Duration::from_secs_f64(data.len() as f64 / rate);
+                            n.consumer_busy_until = busy;
+                            self.schedule(busy, Delivery::ConsumerWake { node });
+                            return;
+                        }
+                    }
+                    SnapshotRead::End | SnapshotRead::Failed(_) => {
+                        let ended = matches!(read, SnapshotRead::End);
+                        let Some(job) = self.nodes[node].current.take() else {
+                            return;
+                        };
+                        let RaftRequest::InstallSnapshot(meta) = &job.rpc.request else {
+                            unreachable!("only snapshots are read")
+                        };
+                        let ok = ended && job.received.len() as u64 == meta.size;
+                        self.nodes[node].log.installs.push((
+                            meta.clone(),
+                            job.received.clone(),
+                            ok,
+                        ));
+                        let response = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
+                            term: meta.term,
+                            success: ok,
+                            ..Default::default()
+                        });
+                        self.answer(node, job.rpc.id, response);
+                    }
                 }
-                self.server_events(key, call);
-                return;
+                continue;
             }
-            let Some(job) = self.nodes[node].consumer.pop_front() else {
+            let Some(rpc) = self.nodes[node].server.poll_rpc(now) else {
                 return;
             };
-            if let RaftRequest::InstallSnapshot(_) = &job.request {
-                let (key, call) = (job.key, job.call);
-                self.nodes[node].current = Some(job);
-                self.server_events(key, call);
-                return;
+            self.nodes[node].log.delivered.push(rpc.id);
+            self.after_server(node);
+            if let RaftRequest::InstallSnapshot(_) = &rpc.request {
+                self.nodes[node].current = Some(Job {
+                    rpc,
+                    received: Vec::new(),
+                });
+                continue;
             }
-            let response = reference::response(&job.request, RpcHeader::default(), None);
+            let response = reference::response(&rpc.request, RpcHeader::default(), None);
+            self.answer(node, rpc.id, response);
+            // Then the consumer is busy for a while.
             let delay = self.config.consumer_delay;
-            if let Some(server) = self.server_stream(job.key, job.call) {
-                let _ = server.call.respond(response);
-            }
-            self.server_transmit(job.key, job.call);
             if !delay.is_zero() {
                 self.nodes[node].consumer_busy_until = self.now + delay;
                 let at = self.now + delay;
@@ -896,25 +854,27 @@ impl Sim {
         }
     }
 
-    fn server_transmit(&mut self, key: ConnKey, call: CallId) {
+    fn server_transmit(&mut self, node: usize, stream: StreamId) {
+        let now = self.instant();
         let window = self.config.stream_window;
+        let Some(&(key, call)) = self.nodes[node].streams.get(&stream) else {
+            return;
+        };
         loop {
-            let Some(stream) = self
+            let Some(s) = self
                 .conns
                 .get_mut(&key)
                 .and_then(|c| c.streams.get_mut(&call))
             else {
                 return;
             };
-            if stream.dead {
+            if s.dead {
                 return;
             }
-            let capacity = window.saturating_sub(stream.s2c_unreleased);
-            let Some(server) = &mut stream.server else {
-                return;
-            };
-            let Some(transmit) = server.call.poll_transmit(capacity) else {
-                return;
+            let capacity = window.saturating_sub(s.s2c_unreleased);
+            let Some(transmit) = self.nodes[node].server.poll_transmit(stream, capacity, now)
+            else {
+                break;
             };
             let (frame, size) = match transmit {
                 ServerTransmit::Head {
@@ -925,7 +885,13 @@ impl Sim {
                     (S2C::Headers(parts, end_of_stream), 64)
                 }
                 ServerTransmit::Data(data) => {
-                    stream.s2c_unreleased += data.len();
+                    if let Some(s) = self
+                        .conns
+                        .get_mut(&key)
+                        .and_then(|c| c.streams.get_mut(&call))
+                    {
+                        s.s2c_unreleased += data.len();
+                    }
                     let n = data.len();
                     (S2C::Data(data), n)
                 }
@@ -933,6 +899,9 @@ impl Sim {
             };
             let at = self.transit(key, false, size);
             self.schedule(at, Delivery::ToClient { key, call, frame });
+        }
+        if self.nodes[node].server.stream_finished(stream) {
+            self.nodes[node].streams.remove(&stream);
         }
     }
 
@@ -955,6 +924,7 @@ impl Sim {
                             (node, conn),
                             SimConn {
                                 server,
+                                server_conn: None,
                                 up: !refused,
                                 goaway_sent: false,
                                 c2s_busy: Duration::ZERO,
@@ -962,6 +932,7 @@ impl Sim {
                                 streams: BTreeMap::new(),
                             },
                         );
+                        // TCP's handshake and HTTP/2's prefaces.
                         let at = self.now + 2 * self.config.latency;
                         self.schedule(
                             at,
@@ -976,18 +947,25 @@ impl Sim {
                         self.drop_conn((node, conn), false);
                         self.conns.remove(&(node, conn));
                     }
+                    ClientOutput::Ping { conn } => {
+                        let key = (node, conn);
+                        if self.conns.get(&key).is_some_and(|c| c.up) {
+                            let there = self.transit(key, true, 8);
+                            let at = there + self.config.latency;
+                            self.schedule(at, Delivery::PingAck { key });
+                        }
+                    }
                     ClientOutput::OpenStream {
                         conn,
                         call,
                         request,
+                        ..
                     } => {
                         let key = (node, conn);
                         self.nodes[node].log.opened.push((call, conn, self.now));
                         let up = self.conns.get(&key).is_some_and(|c| c.up);
                         if !up {
-                            self.nodes[node]
-                                .client
-                                .stream_reset(call, REFUSED_STREAM, now);
+                            self.nodes[node].client.handle_stream_refused(call, now);
                             continue;
                         }
                         if let Some(c) = self.conns.get_mut(&key) {
@@ -1005,7 +983,21 @@ impl Sim {
                         );
                         self.dirty.push((node, call));
                     }
-                    ClientOutput::Transmit { call } => self.dirty.push((node, call)),
+                    ClientOutput::Transmit { call, .. } => self.dirty.push((node, call)),
+                    ClientOutput::ReleaseCapacity { conn, call, bytes } => {
+                        let key = (node, conn);
+                        if self.conns.get(&key).is_some_and(|c| c.up) {
+                            let at = self.transit(key, true, 4);
+                            self.schedule(
+                                at,
+                                Delivery::WindowToServer {
+                                    key,
+                                    call,
+                                    n: bytes,
+                                },
+                            );
+                        }
+                    }
                 }
             }
             let dirty: Vec<(usize, CallId)> = std::mem::take(&mut self.dirty);
@@ -1022,22 +1014,28 @@ impl Sim {
                     ClientEvent::Completed { call, result } => {
                         self.nodes[node].sources.remove(&call);
                         let at = self.now;
-                        self.nodes[node].log.completed.push((call, result, at));
+                        self.nodes[node]
+                            .log
+                            .completed
+                            .push((call, as_status(result), at));
                     }
                     ClientEvent::Appended {
                         pipeline,
                         seq,
                         result,
                     } => {
-                        self.nodes[node].log.appended.push((pipeline, seq, result));
+                        self.nodes[node]
+                            .log
+                            .appended
+                            .push((pipeline, seq, as_status(result)));
                     }
-                    ClientEvent::PipelineClosed { pipeline, status } => {
+                    ClientEvent::PipelineClosed { pipeline, error } => {
                         self.nodes[node]
                             .log
                             .pipelines_closed
-                            .push((pipeline, status));
+                            .push((pipeline, error.status()));
                     }
-                    ClientEvent::PipelineReady { .. } => {}
+                    ClientEvent::PipelineOpened { .. } | ClientEvent::PipelineReady { .. } => {}
                     ClientEvent::SnapshotProgress { call, progress } => {
                         self.nodes[node]
                             .log

@@ -5,8 +5,8 @@ use std::thread;
 
 use bytes::Bytes;
 use raft_grpc_transport::message::*;
+use raft_grpc_transport_api::TransportError;
 use raft_grpc_transport_api::migration::{MigrationTransport, fallback_on_either};
-use raft_grpc_transport_api::{Transport, TransportError};
 use raft_grpc_transport_blocking::Blocking;
 use raft_grpc_transport_smol::{InmemConfig, InmemNetwork, InmemTransport};
 

@@ -1,40 +1,65 @@
 //! The client side of the transport, as one state machine.
 //!
-//! [`ClientEndpoint`] owns every outgoing call of a node: it encodes the
-//! request, picks the connection through the [`PeerPool`] (lanes, backoff,
-//! fail fast), opens the stream when the connection is ready, runs the
-//! [`ClientCall`], and reports the outcome of each call exactly once. It
-//! runs AppendEntries pipelines through a [`PipelineWindow`] (ordered
-//! completions, back-pressure) and snapshot streams through a
-//! [`SnapshotSender`] (chunking, running checksum, size-scaled deadline,
-//! stall detector). An adapter moves its instructions to sockets and h2,
-//! and the answers back; it decides nothing.
+//! [`ClientEndpoint`] owns every outgoing call of a node and every
+//! connection they use: it encodes the request, picks the connection
+//! through the [`PeerPool`] (lanes, backoff, fail fast, the connect
+//! deadline), proves each new connection with a PING round trip and keeps
+//! it alive while calls are in flight (gRPC's rules, in its `keepalive` module),
+//! opens the stream when the connection is ready (saying how to send on
+//! it), runs the [`ClientCall`], and reports the outcome of each call
+//! exactly once, as a response or a typed [`TransportError`]. It runs
+//! AppendEntries pipelines through a [`PipelineWindow`] (ordered
+//! completions, back-pressure, small appends joined into one DATA frame)
+//! and snapshot streams through a [`SnapshotSender`] (chunking, running
+//! checksum, size-scaled deadline, stall detector). A driver moves its
+//! instructions to sockets and HTTP/2, and the answers back; it decides
+//! nothing.
 //!
 //! # The contract
 //!
-//! Inputs come from two sides, every one taking `now` where time matters:
-//! * the application: [`start_rpc`](ClientEndpoint::start_rpc),
+//! * Application commands (verbs): [`start_rpc`](ClientEndpoint::start_rpc),
 //!   [`start_snapshot`](ClientEndpoint::start_snapshot) with
-//!   [`snapshot_data`](ClientEndpoint::snapshot_data) and
-//!   [`snapshot_end`](ClientEndpoint::snapshot_end),
+//!   [`push_snapshot_data`](ClientEndpoint::push_snapshot_data) and
+//!   [`finish_snapshot`](ClientEndpoint::finish_snapshot),
 //!   [`open_pipeline`](ClientEndpoint::open_pipeline) with
-//!   [`pipeline_append`](ClientEndpoint::pipeline_append) and
+//!   [`append`](ClientEndpoint::append) and
 //!   [`close_pipeline`](ClientEndpoint::close_pipeline),
-//!   [`cancel`](ClientEndpoint::cancel), [`close`](ClientEndpoint::close);
-//! * the adapter: connection results (`connected`, `connect_failed`,
-//!   `connection_lost`, `goaway`), the response side of each stream
-//!   (`response_head`, `response_data`, `response_trailers`,
-//!   `response_end`, `stream_reset`) and `handle_timeout`.
+//!   [`cancel`](ClientEndpoint::cancel),
+//!   [`remove_peer`](ClientEndpoint::remove_peer),
+//!   [`close`](ClientEndpoint::close).
+//! * Driver inputs (`handle_*`): a connection's fate
+//!   ([`handle_connected`](ClientEndpoint::handle_connected),
+//!   [`handle_connect_failed`](ClientEndpoint::handle_connect_failed),
+//!   [`handle_ping_ack`](ClientEndpoint::handle_ping_ack),
+//!   [`handle_max_streams`](ClientEndpoint::handle_max_streams),
+//!   [`handle_goaway`](ClientEndpoint::handle_goaway),
+//!   [`handle_connection_lost`](ClientEndpoint::handle_connection_lost)),
+//!   each stream's response
+//!   ([`handle_response_head`](ClientEndpoint::handle_response_head),
+//!   [`handle_response_data`](ClientEndpoint::handle_response_data),
+//!   [`handle_response_trailers`](ClientEndpoint::handle_response_trailers),
+//!   [`handle_response_end`](ClientEndpoint::handle_response_end),
+//!   [`handle_stream_refused`](ClientEndpoint::handle_stream_refused),
+//!   [`handle_stream_reset`](ClientEndpoint::handle_stream_reset)), and
+//!   [`handle_timeout`](ClientEndpoint::handle_timeout).
+//! * After **every** one of them, drain
+//!   [`poll_output`](ClientEndpoint::poll_output) (what the driver must
+//!   do) and [`poll_event`](ClientEndpoint::poll_event) (what the
+//!   application learns), then arm a timer at
+//!   [`poll_timeout`](ClientEndpoint::poll_timeout). When a stream has
+//!   something to send ([`ClientOutput::Transmit`]) or gets send capacity,
+//!   pull [`poll_transmit`](ClientEndpoint::poll_transmit) with the
+//!   capacity HTTP/2 granted (reserve
+//!   [`send_wanted`](ClientEndpoint::send_wanted)) until it returns
+//!   `None`, then drain again.
 //!
-//! After **every** input, drain [`poll_output`](ClientEndpoint::poll_output)
-//! (what the adapter must do: connect, close, open a stream, transmit on
-//! one) and [`poll_event`](ClientEndpoint::poll_event) (what the
-//! application learns: outcomes), then read
-//! [`poll_timeout`](ClientEndpoint::poll_timeout). When a stream has
-//! something to send ([`ClientOutput::Transmit`]), or gets send capacity,
-//! call [`poll_transmit`](ClientEndpoint::poll_transmit) with the capacity
-//! h2 granted (reserve [`send_wanted`](ClientEndpoint::send_wanted)) until
-//! it returns `None`, then drain the outputs and events again.
+//! Outputs and events are two queues on purpose: outputs are instructions
+//! for the I/O side (connect, PING, open, transmit, release, close),
+//! events are outcomes for the application; a driver's `match` over
+//! outputs then holds I/O only, and no outcome can get lost in an I/O
+//! branch.
+
+mod keepalive;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
@@ -46,23 +71,24 @@ use http::{HeaderMap, Request};
 
 use crate::call::{ClientCall, ClientEvent as CallEvent, ClientTransmit};
 use crate::error::TransportError;
-use crate::framing::{
-    DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN, EncodedMessage, MessageBody, MessageEncoder,
-};
+use crate::framing::{EncodedMessage, MessageBody, MessageEncoder};
 use crate::head::{RequestHead, RpcMethod};
 use crate::heartbeat::is_heartbeat;
+use crate::http2::{DEFAULT_INITIAL_WINDOW, ENHANCE_YOUR_CALM, REFUSED_STREAM};
 use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, RaftMessage, RaftResponse,
     RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
     TimeoutNowRequest, TimeoutNowResponse,
 };
-use crate::pipeline::{DEFAULT_MAX_IN_FLIGHT, PipelineError, PipelineWindow, pipeline_shutdown};
+use crate::pipeline::{PipelineError, PipelineWindow};
 use crate::pool::{ConnId, Lane, PeerPool, Pick, PoolConfig, PoolEvent};
-use crate::snapshot::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT_SCALE, SnapshotProgress, SnapshotSender, StallDetector,
-    snapshot_timeout,
-};
+use crate::snapshot::{SnapshotProgress, SnapshotSender, StallDetector, snapshot_timeout};
 use crate::status::{Code, Status};
+use keepalive::{Liveness, LivenessAction};
+
+/// The most a peer's complaints (GOAWAY `ENHANCE_YOUR_CALM`) double the
+/// keepalive interval: 64 × the configured one.
+const MAX_KEEPALIVE_DOUBLINGS: u32 = 6;
 
 /// Configuration of a [`ClientEndpoint`], with the transport's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,21 +117,25 @@ pub struct ClientConfig {
     /// A snapshot stream that sends nothing for this long fails with
     /// `DEADLINE_EXCEEDED` (default 30 s).
     pub snapshot_stall_timeout: Duration,
+    /// HTTP/2 PINGs while calls are in flight.
+    pub keepalive: KeepaliveConfig,
+}
+
+/// Keepalive of a [`ClientEndpoint`]'s connections: gRPC's rules (PINGs
+/// only while calls are in flight; grpc-go servers answer more with GOAWAY
+/// `too_many_pings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveConfig {
+    /// While calls are in flight on a connection, PING this often (`None`:
+    /// never).
+    pub interval: Option<Duration>,
+    /// A PING unanswered for this long closes the connection.
+    pub timeout: Duration,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig {
-            pool: PoolConfig::default(),
-            rpc_timeout: Duration::from_secs(10),
-            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            max_recv_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            zero_copy_min: DEFAULT_ZERO_COPY_MIN,
-            pipeline_window: DEFAULT_MAX_IN_FLIGHT,
-            snapshot_chunk_size: DEFAULT_CHUNK_SIZE,
-            snapshot_timeout_scale: DEFAULT_TIMEOUT_SCALE,
-            snapshot_stall_timeout: Duration::from_secs(30),
-        }
+        crate::config::Config::default().client()
     }
 }
 
@@ -235,15 +265,16 @@ unary_request!(
 );
 unary_request!(TimeoutNowRequest, TimeoutNowResponse, TimeoutNow);
 
-/// What the adapter must do.
+/// What the driver must do.
 // Outputs are drained right after they are made: boxing the request head
 // would cost an allocation per call for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ClientOutput {
     /// Open a connection to `peer` (TCP, then the HTTP/2 handshake) and
-    /// report [`ClientEndpoint::connected`] or
-    /// [`ClientEndpoint::connect_failed`].
+    /// report [`ClientEndpoint::handle_connected`] or
+    /// [`ClientEndpoint::handle_connect_failed`]. The endpoint's connect
+    /// deadline covers it: on [`ClientOutput::Close`] give up.
     Connect {
         /// The connection's id.
         conn: ConnId,
@@ -256,22 +287,46 @@ pub enum ClientOutput {
         /// The connection.
         conn: ConnId,
     },
+    /// Send an HTTP/2 PING on this connection and report its answer with
+    /// [`ClientEndpoint::handle_ping_ack`]. At most one is in flight.
+    Ping {
+        /// The connection.
+        conn: ConnId,
+    },
     /// Open a stream for `call` on `conn` with this request head (without
     /// END_STREAM); its data comes from `poll_transmit`. If the connection
-    /// cannot open it, report [`ClientEndpoint::stream_reset`] with
-    /// REFUSED_STREAM.
+    /// cannot open it, report [`ClientEndpoint::handle_stream_refused`].
     OpenStream {
         /// The connection.
         conn: ConnId,
         /// The call.
         call: CallId,
+        /// The call's method (unary, a pipeline or a snapshot).
+        method: RpcMethod,
         /// The request head.
         request: Request<()>,
+        /// Bytes to hand over at once, before HTTP/2 has granted the new
+        /// stream any capacity (within the peer's initial window), so that
+        /// a small request's HEADERS and DATA leave in one write: the
+        /// whole request for a unary call, 0 for streams.
+        send_now: usize,
     },
-    /// `call` has something to send: call `poll_transmit` for it.
+    /// `call` has something to send: pull `poll_transmit` for it.
     Transmit {
+        /// The connection.
+        conn: ConnId,
         /// The call.
         call: CallId,
+    },
+    /// Release this much receive capacity on the stream of `call`: the
+    /// endpoint took the data.
+    ReleaseCapacity {
+        /// The connection.
+        conn: ConnId,
+        /// The call.
+        call: CallId,
+        /// Bytes.
+        bytes: usize,
     },
 }
 
@@ -282,26 +337,31 @@ pub enum ClientEvent {
     Completed {
         /// The call.
         call: CallId,
-        /// Its response, or the status it failed with.
-        result: Result<RaftResponse, Status>,
+        /// Its response, or why it failed.
+        result: Result<RaftResponse, TransportError>,
+    },
+    /// A pipeline's stream is open: appends go out from now on.
+    PipelineOpened {
+        /// The pipeline.
+        pipeline: CallId,
     },
     /// A pipelined AppendEntries finished, in the order appended. Exactly
     /// once per append.
     Appended {
         /// The pipeline.
         pipeline: CallId,
-        /// The append's sequence number from `pipeline_append`.
+        /// The append's sequence number from [`ClientEndpoint::append`].
         seq: u64,
-        /// Its response, or the status it failed with.
-        result: Result<AppendEntriesResponse, Status>,
+        /// Its response, or why it failed.
+        result: Result<AppendEntriesResponse, TransportError>,
     },
     /// A pipeline is over (closed, or its stream failed), after the
     /// `Appended` events of everything it had in flight.
     PipelineClosed {
         /// The pipeline.
         pipeline: CallId,
-        /// Why (the pipeline-shutdown status when closed).
-        status: Status,
+        /// Why ([`TransportError::PipelineShutdown`] when closed).
+        error: TransportError,
     },
     /// A pipeline has room for another append.
     PipelineReady {
@@ -324,7 +384,7 @@ pub enum ClientEvent {
     },
 }
 
-/// Why `pipeline_append` refused a request.
+/// Why [`ClientEndpoint::append`] refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
@@ -333,7 +393,7 @@ pub enum AppendError {
     Full,
     /// The pipeline is over.
     #[error("pipeline is closed: {0}")]
-    Closed(Status),
+    Closed(TransportError),
     /// The request is over the send limit (the pipeline stays open).
     #[error("{0}")]
     TooLarge(Status),
@@ -370,12 +430,24 @@ struct Record {
     kind: Kind,
     /// The connection its stream is open on.
     conn: Option<ConnId>,
+    /// Why the call was ended locally, if it was: its outcome then.
+    local_error: Option<TransportError>,
     /// The outcome was reported.
     reported: bool,
 }
 
+/// One connection the endpoint asked for.
+#[derive(Debug)]
+struct Connection {
+    peer: String,
+    /// `None` until the HTTP/2 handshake is done.
+    liveness: Option<Liveness>,
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, as last reported.
+    max_streams: Option<u32>,
+}
+
 /// The client side of the transport for every peer. See the module docs
-/// for the input/output contract.
+/// for the contract.
 ///
 /// ```
 /// use std::time::Instant;
@@ -388,10 +460,10 @@ struct Record {
 /// let call = client.start_rpc("10.0.0.2:7000", OutgoingRpc::RequestVote(RequestVoteRequest::default()), now);
 /// let Some(ClientOutput::Connect { conn, peer }) = client.poll_output() else { panic!() };
 /// assert_eq!(peer, "10.0.0.2:7000");
-/// // The adapter could not connect: the call fails fast, once.
-/// client.connect_failed(conn, raft_grpc_transport::Status::new(Code::Unavailable, "connection refused"), now);
-/// let Some(ClientEvent::Completed { call: c, result: Err(status) }) = client.poll_event() else { panic!() };
-/// assert_eq!((c, status.code()), (call, Code::Unavailable));
+/// // The driver could not connect: the call fails fast, once.
+/// client.handle_connect_failed(conn, "connection refused", now);
+/// let Some(ClientEvent::Completed { call: c, result: Err(e) }) = client.poll_event() else { panic!() };
+/// assert_eq!((c, e.code()), (call, Code::Unavailable));
 /// ```
 #[derive(Debug)]
 pub struct ClientEndpoint {
@@ -399,17 +471,16 @@ pub struct ClientEndpoint {
     encoder: MessageEncoder,
     pool: PeerPool,
     calls: BTreeMap<CallId, Record>,
+    conns: HashMap<ConnId, Connection>,
     /// Calls waiting for a connection to become ready or to have room.
     waiting: HashMap<ConnId, Vec<CallId>>,
+    /// How often each peer asked us to PING less (GOAWAY
+    /// `ENHANCE_YOUR_CALM`): its keepalive interval doubles each time.
+    calm_down: HashMap<String, u32>,
     next_call: u64,
     closed: bool,
     outputs: VecDeque<ClientOutput>,
     events: VecDeque<ClientEvent>,
-}
-
-/// The status of calls when the endpoint is closed.
-pub fn transport_shutdown() -> Status {
-    Status::new(Code::Unavailable, "transport shut down")
 }
 
 impl ClientEndpoint {
@@ -420,7 +491,9 @@ impl ClientEndpoint {
             pool: PeerPool::new(config.pool),
             config,
             calls: BTreeMap::new(),
+            conns: HashMap::new(),
             waiting: HashMap::new(),
+            calm_down: HashMap::new(),
             next_call: 1,
             closed: false,
             outputs: VecDeque::new(),
@@ -443,7 +516,7 @@ impl ClientEndpoint {
         self.closed
     }
 
-    /// The next instruction for the adapter.
+    /// The next instruction for the driver.
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
         self.outputs.pop_front()
     }
@@ -465,8 +538,15 @@ impl ClientEndpoint {
                 (a, b) => a.or(b),
             }
         });
-        calls.chain(self.pool.poll_timeout()).min()
+        let timeout = self.config.keepalive.timeout;
+        let conns = self.conns.iter().filter_map(|(id, c)| {
+            let busy = self.pool.open_streams(*id) > 0;
+            c.liveness.as_ref()?.poll_timeout(busy, timeout)
+        });
+        calls.chain(conns).chain(self.pool.poll_timeout()).min()
     }
+
+    // ---- application commands ----
 
     /// Starts a unary call to `peer`. Its outcome comes as exactly one
     /// [`ClientEvent::Completed`].
@@ -497,11 +577,11 @@ impl ClientEndpoint {
     }
 
     /// Starts an InstallSnapshot stream to `peer`. Feed the snapshot with
-    /// [`snapshot_data`](Self::snapshot_data) while
-    /// [`snapshot_wants_data`](Self::snapshot_wants_data) is true (else wait
-    /// for [`ClientEvent::SnapshotWantsData`]), then
-    /// [`snapshot_end`](Self::snapshot_end). Its outcome comes as exactly
-    /// one [`ClientEvent::Completed`].
+    /// [`push_snapshot_data`](Self::push_snapshot_data) while
+    /// [`snapshot_wants_data`](Self::snapshot_wants_data) is true (else
+    /// wait for [`ClientEvent::SnapshotWantsData`]), then
+    /// [`finish_snapshot`](Self::finish_snapshot). Its outcome comes as
+    /// exactly one [`ClientEvent::Completed`].
     pub fn start_snapshot(
         &mut self,
         peer: &str,
@@ -546,9 +626,9 @@ impl ClientEndpoint {
     }
 
     /// Whether a snapshot call wants more data from its source now: until
-    /// [`snapshot_end`](Self::snapshot_end), whenever less than two chunks
-    /// wait to be sent (once the declared size is read, to see the source
-    /// end: more bytes fail the call).
+    /// [`finish_snapshot`](Self::finish_snapshot), whenever less than two
+    /// chunks wait to be sent (once the declared size is read, to see the
+    /// source end: more bytes fail the call).
     pub fn snapshot_wants_data(&self, call: CallId) -> bool {
         match self.calls.get(&call) {
             Some(Record {
@@ -564,7 +644,12 @@ impl ClientEndpoint {
 
     /// Bytes read from a snapshot's source. An error (the source runs past
     /// the declared size, or the call is over) fails the call.
-    pub fn snapshot_data(&mut self, call: CallId, data: Bytes, now: Instant) -> Result<(), Status> {
+    pub fn push_snapshot_data(
+        &mut self,
+        call: CallId,
+        data: Bytes,
+        now: Instant,
+    ) -> Result<(), Status> {
         let encoder = self.encoder;
         let Some(record) = self.calls.get_mut(&call) else {
             return Err(Status::new(
@@ -607,7 +692,7 @@ impl ClientEndpoint {
     /// The snapshot's source ended. Unless exactly the declared size was
     /// read, the call fails (and the stream is reset, so the peer never
     /// takes a short snapshot).
-    pub fn snapshot_end(&mut self, call: CallId, now: Instant) {
+    pub fn finish_snapshot(&mut self, call: CallId, now: Instant) {
         let Some(record) = self.calls.get_mut(&call) else {
             return;
         };
@@ -637,7 +722,9 @@ impl ClientEndpoint {
     }
 
     /// Opens an AppendEntriesPipeline stream to `peer`, on the replication
-    /// lane. It has no deadline; its appends complete in order.
+    /// lane. It has no deadline; [`ClientEvent::PipelineOpened`] says when
+    /// its stream is open (or [`ClientEvent::PipelineClosed`] why it could
+    /// not open); its appends complete in order.
     pub fn open_pipeline(&mut self, peer: &str, now: Instant) -> CallId {
         let kind = Kind::Pipeline {
             window: PipelineWindow::new(self.config.pipeline_window),
@@ -651,6 +738,9 @@ impl ClientEndpoint {
             kind,
             now,
         );
+        if let Some(record) = self.calls.get_mut(&id) {
+            record.call.join_small_pieces();
+        }
         self.place(id, now);
         self.process(id, now);
         id
@@ -663,7 +753,7 @@ impl ClientEndpoint {
 
     /// Sends an AppendEntries on a pipeline; its outcome comes as
     /// [`ClientEvent::Appended`] with the returned sequence number.
-    pub fn pipeline_append(
+    pub fn append(
         &mut self,
         pipeline: CallId,
         request: &AppendEntriesRequest,
@@ -674,13 +764,17 @@ impl ClientEndpoint {
         let Some(Record {
             kind: Kind::Pipeline { window, next_seq },
             call,
+            local_error,
             ..
         }) = self.calls.get_mut(&pipeline)
         else {
             return Err(AppendError::UnknownPipeline);
         };
         if let Some(status) = window.closed() {
-            return Err(AppendError::Closed(status.clone()));
+            let error = local_error
+                .clone()
+                .unwrap_or_else(|| TransportError::Status(status.clone()));
+            return Err(AppendError::Closed(error));
         }
         if !window.has_room() {
             return Err(AppendError::Full);
@@ -692,7 +786,9 @@ impl ClientEndpoint {
         match window.push(seq) {
             Ok(()) => {}
             Err(PipelineError::Full(_)) => return Err(AppendError::Full),
-            Err(PipelineError::Closed(status, _)) => return Err(AppendError::Closed(status)),
+            Err(PipelineError::Closed(status, _)) => {
+                return Err(AppendError::Closed(TransportError::Status(status)));
+            }
         }
         *next_seq += 1;
         call.send(encoded);
@@ -700,18 +796,14 @@ impl ClientEndpoint {
         Ok(seq)
     }
 
-    /// Closes a pipeline: appends in flight fail with the pipeline-shutdown
-    /// status, then [`ClientEvent::PipelineClosed`] follows.
+    /// Closes a pipeline: appends in flight fail with
+    /// [`TransportError::PipelineShutdown`], then
+    /// [`ClientEvent::PipelineClosed`] follows.
     pub fn close_pipeline(&mut self, pipeline: CallId, now: Instant) {
-        if let Some(Record {
-            kind: Kind::Pipeline { .. },
-            call,
-            ..
-        }) = self.calls.get_mut(&pipeline)
-        {
-            call.cancel(pipeline_shutdown());
-            self.wake(pipeline);
-            self.process(pipeline, now);
+        if let Some(record) = self.calls.get_mut(&pipeline) {
+            if matches!(record.kind, Kind::Pipeline { .. }) {
+                self.end_locally(pipeline, TransportError::PipelineShutdown, now);
+            }
         }
     }
 
@@ -719,16 +811,14 @@ impl ClientEndpoint {
     /// caller gave up), its stream is reset, and a pipeline's appends in
     /// flight fail too.
     pub fn cancel(&mut self, call: CallId, status: Status, now: Instant) {
-        if let Some(record) = self.calls.get_mut(&call) {
-            record.call.cancel(status);
-            self.wake(call);
-            self.process(call, now);
-        }
+        self.end_locally(call, TransportError::Status(status), now);
     }
 
-    /// Shuts the endpoint down: every call fails with `UNAVAILABLE`
-    /// ("transport shut down"), every connection is to be closed, and later
-    /// calls fail at once. Idempotent.
+    /// Shuts the endpoint down: every call fails with
+    /// [`TransportError::Shutdown`] (pipelines with
+    /// [`TransportError::PipelineShutdown`], as hashicorp's), every
+    /// connection is to be closed, and later calls fail at once.
+    /// Idempotent.
     pub fn close(&mut self, now: Instant) {
         if self.closed {
             return;
@@ -736,15 +826,11 @@ impl ClientEndpoint {
         self.closed = true;
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            if let Some(record) = self.calls.get_mut(&id) {
-                let status = match record.kind {
-                    Kind::Pipeline { .. } => pipeline_shutdown(),
-                    _ => transport_shutdown(),
-                };
-                record.call.cancel(status);
-                self.wake(id);
-                self.process(id, now);
-            }
+            let error = match self.calls.get(&id).map(|r| &r.kind) {
+                Some(Kind::Pipeline { .. }) => TransportError::PipelineShutdown,
+                _ => TransportError::Shutdown,
+            };
+            self.end_locally(id, error, now);
         }
         let peers: Vec<String> = self.pool.peers().map(str::to_owned).collect();
         for peer in peers {
@@ -764,72 +850,132 @@ impl ClientEndpoint {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            if let Some(record) = self.calls.get_mut(&id) {
-                record.call.cancel(Status::new(
-                    Code::Unavailable,
-                    format!("peer {peer} removed"),
-                ));
-                self.wake(id);
-                self.process(id, now);
-            }
+            let status = Status::new(Code::Unavailable, format!("peer {peer} removed"));
+            self.end_locally(id, TransportError::Status(status), now);
         }
         self.pool.remove_peer(peer);
         self.drain_pool_events(now);
     }
 
-    /// A connection opened; `max_streams` is the peer's
-    /// SETTINGS_MAX_CONCURRENT_STREAMS (`None`: unlimited).
-    pub fn connected(&mut self, conn: ConnId, max_streams: Option<u32>, now: Instant) {
-        self.pool.connected(conn, max_streams, now);
-        self.replace_waiters(conn, now);
+    // ---- driver inputs: connections ----
+
+    /// The connection's TCP connect and HTTP/2 handshake are done. The
+    /// endpoint PINGs once to prove the peer speaks HTTP/2 before it puts
+    /// a stream on it.
+    pub fn handle_connected(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.liveness.is_some() {
+            return;
+        }
+        let (liveness, action) = Liveness::handshaking(now);
+        c.liveness = Some(liveness);
+        if action == LivenessAction::Ping {
+            self.outputs.push_back(ClientOutput::Ping { conn });
+        }
     }
 
-    /// The peer changed its SETTINGS_MAX_CONCURRENT_STREAMS.
-    pub fn set_max_streams(&mut self, conn: ConnId, max_streams: Option<u32>, now: Instant) {
-        self.pool.set_max_streams(conn, max_streams);
-        self.replace_waiters(conn, now);
-    }
-
-    /// A connect attempt failed with this status (usually `UNAVAILABLE`).
-    pub fn connect_failed(&mut self, conn: ConnId, error: Status, now: Instant) {
-        self.pool.connect_failed(conn, error, now);
-        self.replace_waiters(conn, now);
+    /// A connect attempt failed (`detail` says how: refused, not HTTP/2…):
+    /// calls waiting for it fail fast with `UNAVAILABLE`, and the peer's
+    /// slots back off.
+    pub fn handle_connect_failed(&mut self, conn: ConnId, detail: &str, now: Instant) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let status = Status::new(
+            Code::Unavailable,
+            format!("connecting to {}: {detail}", c.peer),
+        );
+        self.pool.connect_failed(conn, status.clone(), now);
+        self.fail_waiters(conn, &c.peer, &status, now);
         self.drain_pool_events(now);
     }
 
-    /// An open connection closed or broke: its calls fail with `status`
-    /// (usually `UNAVAILABLE`); the next call reconnects.
-    pub fn connection_lost(&mut self, conn: ConnId, status: Status, now: Instant) {
-        // The pool first, so that nothing is placed on the dead connection.
-        self.pool.connection_lost(conn, now);
-        let ids: Vec<CallId> = self
-            .calls
-            .iter()
-            .filter(|(_, r)| r.conn == Some(conn))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            if let Some(record) = self.calls.get_mut(&id) {
-                record.call.handle_connection_lost(status.clone());
-                self.process(id, now);
+    /// The peer answered our PING.
+    pub fn handle_ping_ack(&mut self, conn: ConnId, now: Instant) {
+        let interval = self.keepalive_interval(conn);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(liveness) = &mut c.liveness else {
+            return;
+        };
+        if liveness.ping_acked(now, interval) {
+            let max_streams = c.max_streams;
+            self.pool.connected(conn, max_streams, now);
+            self.replace_waiters(conn, now);
+        }
+    }
+
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS is `max_streams` (`None`:
+    /// unlimited). Report it when the connection is established and
+    /// whenever it changes.
+    pub fn handle_max_streams(&mut self, conn: ConnId, max_streams: Option<u32>, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.max_streams = max_streams;
+        if c.liveness.as_ref().is_some_and(Liveness::is_ready) {
+            self.pool.set_max_streams(conn, max_streams);
+            self.replace_waiters(conn, now);
+        }
+    }
+
+    /// The peer sent GOAWAY with this error code: streams it did not accept
+    /// are reported by [`handle_stream_refused`](Self::handle_stream_refused),
+    /// the others go on, and new calls use a new connection. A GOAWAY with
+    /// `ENHANCE_YOUR_CALM` (grpc-go's answer to too many PINGs) doubles
+    /// the keepalive interval to this peer.
+    pub fn handle_goaway(&mut self, conn: ConnId, error_code: u32, now: Instant) {
+        if let (ENHANCE_YOUR_CALM, Some(c)) = (error_code, self.conns.get(&conn)) {
+            let peer = c.peer.clone();
+            let doublings = self.calm_down.entry(peer.clone()).or_insert(0);
+            *doublings = (*doublings + 1).min(MAX_KEEPALIVE_DOUBLINGS);
+            let ids: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.peer == peer)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                let interval = self.keepalive_interval(id);
+                if let Some(liveness) = self.conns.get_mut(&id).and_then(|c| c.liveness.as_mut()) {
+                    liveness.reschedule(now, interval);
+                }
             }
         }
-        self.replace_waiters(conn, now);
-        self.drain_pool_events(now);
-    }
-
-    /// The peer sent GOAWAY on this connection: streams it did not accept
-    /// are reported by [`stream_reset`](Self::stream_reset) (with
-    /// REFUSED_STREAM, so they fail with `UNAVAILABLE`), the others go on,
-    /// and new calls use a new connection.
-    pub fn goaway(&mut self, conn: ConnId, now: Instant) {
         self.pool.goaway(conn);
         self.replace_waiters(conn, now);
         self.drain_pool_events(now);
     }
 
+    /// An established connection closed or broke (`detail` says how): its
+    /// calls fail with `UNAVAILABLE`; the next call reconnects. Before the
+    /// handshake PING is answered this is a failed connect.
+    pub fn handle_connection_lost(&mut self, conn: ConnId, detail: &str, now: Instant) {
+        let ready = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.liveness.as_ref())
+            .is_some_and(Liveness::is_ready);
+        if !ready {
+            return self.handle_connect_failed(conn, detail, now);
+        }
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let status = Status::new(
+            Code::Unavailable,
+            format!("connection to {} lost: {detail}", c.peer),
+        );
+        self.lose_connection(conn, status, now);
+    }
+
+    // ---- driver inputs: streams ----
+
     /// The response head of `call` arrived.
-    pub fn response_head(
+    pub fn handle_response_head(
         &mut self,
         call: CallId,
         head: &http::response::Parts,
@@ -842,17 +988,27 @@ impl ClientEndpoint {
         }
     }
 
-    /// Response DATA of `call` arrived. Release its HTTP/2 capacity once
-    /// passed here.
-    pub fn response_data(&mut self, call: CallId, data: Bytes, now: Instant) {
-        if let Some(record) = self.calls.get_mut(&call) {
-            record.call.handle_data(data, now);
-            self.process(call, now);
+    /// Response DATA of `call` arrived; its capacity is released at once
+    /// ([`ClientOutput::ReleaseCapacity`]).
+    pub fn handle_response_data(&mut self, call: CallId, data: Bytes, now: Instant) {
+        let Some(record) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(conn) = record.conn {
+            if !data.is_empty() {
+                self.outputs.push_back(ClientOutput::ReleaseCapacity {
+                    conn,
+                    call,
+                    bytes: data.len(),
+                });
+            }
         }
+        record.call.handle_data(data, now);
+        self.process(call, now);
     }
 
     /// The trailers of `call` arrived.
-    pub fn response_trailers(&mut self, call: CallId, trailers: &HeaderMap, now: Instant) {
+    pub fn handle_response_trailers(&mut self, call: CallId, trailers: &HeaderMap, now: Instant) {
         if let Some(record) = self.calls.get_mut(&call) {
             record.call.handle_trailers(trailers, now);
             self.process(call, now);
@@ -860,32 +1016,86 @@ impl ClientEndpoint {
     }
 
     /// The response of `call` ended without trailers.
-    pub fn response_end(&mut self, call: CallId, now: Instant) {
+    pub fn handle_response_end(&mut self, call: CallId, now: Instant) {
         if let Some(record) = self.calls.get_mut(&call) {
             record.call.handle_end_of_stream(now);
             self.process(call, now);
         }
     }
 
-    /// The stream of `call` was reset (by the peer, or refused by the
-    /// connection) with this HTTP/2 error code.
-    pub fn stream_reset(&mut self, call: CallId, error_code: u32, now: Instant) {
+    /// The stream of `call` was not processed by the peer (REFUSED_STREAM,
+    /// above a GOAWAY's last stream, or the connection could not open it):
+    /// the call fails with `UNAVAILABLE`, safe to retry.
+    pub fn handle_stream_refused(&mut self, call: CallId, now: Instant) {
+        self.handle_stream_reset(call, REFUSED_STREAM, now);
+    }
+
+    /// The peer reset the stream of `call` with this HTTP/2 error code.
+    pub fn handle_stream_reset(&mut self, call: CallId, error_code: u32, now: Instant) {
         if let Some(record) = self.calls.get_mut(&call) {
             record.call.handle_reset(error_code, now);
             self.process(call, now);
         }
     }
 
-    /// Whether the endpoint still tracks `call`: false once it finished and
-    /// has nothing left to transmit (a stream driver can stop then).
-    pub fn has_call(&self, call: CallId) -> bool {
-        self.calls.contains_key(&call)
+    /// Time passed: deadlines, snapshot stalls, backoffs, connect
+    /// deadlines, keepalive. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.pool.handle_timeout(now);
+        self.drain_pool_events(now);
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            let busy = self.pool.open_streams(conn) > 0;
+            let interval = self.keepalive_interval(conn);
+            let timeout = self.config.keepalive.timeout;
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let Some(liveness) = &mut c.liveness else {
+                continue;
+            };
+            match liveness.handle_timeout(now, busy, interval, timeout) {
+                Some(LivenessAction::Ping) => self.outputs.push_back(ClientOutput::Ping { conn }),
+                Some(LivenessAction::Dead) => {
+                    let peer = c.peer.clone();
+                    self.conns.remove(&conn);
+                    self.outputs.push_back(ClientOutput::Close { conn });
+                    let status =
+                        Status::new(Code::Unavailable, format!("keepalive to {peer} timed out"));
+                    self.lose_connection(conn, status, now);
+                }
+                None => {}
+            }
+        }
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            let Some(record) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let was_finished = record.call.is_finished();
+            record.call.handle_timeout(now);
+            if let Kind::Snapshot { stall, .. } = &mut record.kind {
+                if record.call.send_wanted() == 0 && !record.call.is_finished() {
+                    // Nothing queued: waiting on the source, not the peer.
+                    stall.progress(now);
+                }
+                if let Err(e) = stall.check(now) {
+                    record.call.cancel(e.status());
+                }
+            }
+            if !was_finished && record.call.is_finished() {
+                self.wake(id);
+            }
+            self.process(id, now);
+        }
     }
 
-    /// Whether `call` accepts more response data now (see
-    /// [`ClientCall::wants_data`]).
-    pub fn wants_data(&self, call: CallId) -> bool {
-        self.calls.get(&call).is_some_and(|r| r.call.wants_data())
+    // ---- the streams' send side ----
+
+    /// Whether the endpoint still tracks `call`: false once it finished and
+    /// has nothing left to transmit (a driver can drop its stream then).
+    pub fn has_call(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
     }
 
     /// Bytes `call` wants to send: how much capacity to reserve.
@@ -920,32 +1130,52 @@ impl ClientEndpoint {
         transmit
     }
 
-    /// Time passed: deadlines, snapshot stalls, backoffs and connect
-    /// timeouts. Spurious calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.pool.handle_timeout(now);
-        self.drain_pool_events(now);
-        let ids: Vec<CallId> = self.calls.keys().copied().collect();
-        for id in ids {
-            let Some(record) = self.calls.get_mut(&id) else {
-                continue;
-            };
-            let was_finished = record.call.is_finished();
-            record.call.handle_timeout(now);
-            if let Kind::Snapshot { stall, .. } = &mut record.kind {
-                if record.call.send_wanted() == 0 && !record.call.is_finished() {
-                    // Nothing queued: waiting on the source, not the peer.
-                    stall.progress(now);
-                }
-                if let Err(e) = stall.check(now) {
-                    record.call.cancel(e.status());
-                }
-            }
-            if !was_finished && record.call.is_finished() {
-                self.wake(id);
-            }
-            self.process(id, now);
+    // ---- internals ----
+
+    fn keepalive_interval(&self, conn: ConnId) -> Option<Duration> {
+        let base = self.config.keepalive.interval?;
+        let doublings = self
+            .conns
+            .get(&conn)
+            .and_then(|c| self.calm_down.get(&c.peer))
+            .copied()
+            .unwrap_or(0);
+        base.checked_mul(1 << doublings)
+    }
+
+    /// Ends a call locally with `error` as its outcome.
+    fn end_locally(&mut self, id: CallId, error: TransportError, now: Instant) {
+        let Some(record) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if record.call.is_finished() {
+            return;
         }
+        let status = error.status();
+        record.local_error.get_or_insert(error);
+        record.call.cancel(status);
+        self.wake(id);
+        self.process(id, now);
+    }
+
+    /// Fails the calls of a connection that is gone.
+    fn lose_connection(&mut self, conn: ConnId, status: Status, now: Instant) {
+        // The pool first, so that nothing is placed on the dead connection.
+        self.pool.connection_lost(conn, now);
+        let ids: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, r)| r.conn == Some(conn))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(record) = self.calls.get_mut(&id) {
+                record.call.handle_connection_lost(status.clone());
+                self.process(id, now);
+            }
+        }
+        self.replace_waiters(conn, now);
+        self.drain_pool_events(now);
     }
 
     fn insert(
@@ -959,11 +1189,11 @@ impl ClientEndpoint {
     ) -> CallId {
         let id = CallId(self.next_call);
         self.next_call += 1;
-        let authority =
-            Authority::from_str(peer).unwrap_or_else(|_| Authority::from_static("invalid"));
+        let authority = Authority::from_str(peer).ok();
+        let valid_peer = authority.is_some();
         let head = RequestHead {
             method,
-            authority,
+            authority: authority.unwrap_or_else(|| Authority::from_static("invalid")),
             timeout,
         };
         let record = Record {
@@ -973,16 +1203,19 @@ impl ClientEndpoint {
             call: ClientCall::new(head, self.config.max_recv_message_len, now),
             kind,
             conn: None,
+            local_error: None,
             reported: false,
         };
         self.calls.insert(id, record);
         if self.closed {
-            let status = match method {
-                RpcMethod::AppendEntriesPipeline => pipeline_shutdown(),
-                _ => transport_shutdown(),
-            };
-            self.fail_unopened(id, status);
-        } else if Authority::from_str(peer).is_err() {
+            // Opening anything on a closed transport, a pipeline too, is
+            // a transport error (hashicorp's ErrTransportShutdown).
+            let error = TransportError::Shutdown;
+            if let Some(record) = self.calls.get_mut(&id) {
+                record.local_error = Some(error.clone());
+            }
+            self.fail_unopened(id, error.status());
+        } else if !valid_peer {
             self.fail_unopened(
                 id,
                 Status::new(
@@ -1012,20 +1245,46 @@ impl ClientEndpoint {
         match self.pool.pick(&record.peer, record.lane, now) {
             Ok(Pick::Ready(conn)) => {
                 self.pool.stream_opened(conn);
+                let interval = self.keepalive_interval(conn);
+                if let Some(liveness) = self.conns.get_mut(&conn).and_then(|c| c.liveness.as_mut())
+                {
+                    liveness.stream_opened(now, interval);
+                }
                 let Some(record) = self.calls.get_mut(&id) else {
                     return;
                 };
                 record.conn = Some(conn);
                 let request = record.call.request(now);
+                let send_now = match record.kind {
+                    Kind::Unary { .. } => record
+                        .call
+                        .send_wanted()
+                        .min(DEFAULT_INITIAL_WINDOW as usize),
+                    _ => 0,
+                };
                 self.outputs.push_back(ClientOutput::OpenStream {
                     conn,
                     call: id,
+                    method: record.method,
                     request,
+                    send_now,
                 });
+                if matches!(record.kind, Kind::Pipeline { .. }) {
+                    self.events
+                        .push_back(ClientEvent::PipelineOpened { pipeline: id });
+                }
                 self.wake(id);
             }
             Ok(Pick::Connect(conn)) => {
                 let peer = record.peer.clone();
+                self.conns.insert(
+                    conn,
+                    Connection {
+                        peer: peer.clone(),
+                        liveness: None,
+                        max_streams: None,
+                    },
+                );
                 self.outputs.push_back(ClientOutput::Connect { conn, peer });
                 self.waiting.entry(conn).or_default().push(id);
             }
@@ -1034,6 +1293,23 @@ impl ClientEndpoint {
                 self.fail_unopened(id, status);
                 self.process(id, now);
             }
+        }
+    }
+
+    /// The calls that waited for a connect that failed fail with it: a
+    /// call makes one connect attempt (the pool's backoff decides when
+    /// the next call may make another).
+    fn fail_waiters(&mut self, conn: ConnId, peer: &str, why: &Status, now: Instant) {
+        let status = Status::new(
+            Code::Unavailable,
+            format!(
+                "peer {peer} is unreachable, retrying later: {}",
+                why.message()
+            ),
+        );
+        for id in self.waiting.remove(&conn).unwrap_or_default() {
+            self.fail_unopened(id, status.clone());
+            self.process(id, now);
         }
     }
 
@@ -1046,20 +1322,33 @@ impl ClientEndpoint {
     fn drain_pool_events(&mut self, now: Instant) {
         while let Some(event) = self.pool.poll_event() {
             match event {
-                PoolEvent::Close(conn) => self.outputs.push_back(ClientOutput::Close { conn }),
+                PoolEvent::Close(conn) => {
+                    self.conns.remove(&conn);
+                    self.outputs.push_back(ClientOutput::Close { conn });
+                }
                 PoolEvent::AbandonConnect(conn) => {
                     self.outputs.push_back(ClientOutput::Close { conn });
-                    self.replace_waiters(conn, now);
+                    if let Some(c) = self.conns.remove(&conn) {
+                        let status = Status::new(
+                            Code::Unavailable,
+                            format!(
+                                "connect timed out after {:?}",
+                                self.config.pool.connect_timeout
+                            ),
+                        );
+                        self.fail_waiters(conn, &c.peer, &status, now);
+                    }
                 }
             }
         }
     }
 
-    /// Asks the adapter to transmit for `id` if it has something to send.
+    /// Asks the driver to transmit for `id` if it has something to send.
     fn wake(&mut self, id: CallId) {
         if let Some(record) = self.calls.get(&id) {
-            if record.conn.is_some() && record.call.has_transmit() {
-                self.outputs.push_back(ClientOutput::Transmit { call: id });
+            if let (Some(conn), true) = (record.conn, record.call.has_transmit()) {
+                self.outputs
+                    .push_back(ClientOutput::Transmit { conn, call: id });
             }
         }
     }
@@ -1087,10 +1376,10 @@ impl ClientEndpoint {
                 (CallEvent::Message(body), Kind::Pipeline { window, .. }) => {
                     match window.complete() {
                         Ok(seq) => {
-                            let result =
-                                AppendEntriesResponse::decode(body).map_err(|e| e.status());
-                            if let Err(status) = &result {
-                                cancel = Some(status.clone());
+                            let result = AppendEntriesResponse::decode(body)
+                                .map_err(|e| TransportError::Status(e.status()));
+                            if let Err(e) = &result {
+                                cancel = Some(e.status());
                             }
                             self.events.push_back(ClientEvent::Appended {
                                 pipeline: id,
@@ -1108,7 +1397,8 @@ impl ClientEndpoint {
                 (CallEvent::Finished(status), kind) => {
                     if !record.reported {
                         record.reported = true;
-                        let event = finish_event(id, record.method, kind, status);
+                        let error = record.local_error.clone();
+                        let event = finish_event(id, record.method, kind, status, error);
                         self.events.extend(event);
                     }
                 }
@@ -1134,48 +1424,58 @@ impl ClientEndpoint {
     }
 }
 
-/// The events that report a finished call.
+/// The events that report a finished call; `local` is why it was ended
+/// locally, if it was.
 fn finish_event(
     id: CallId,
     method: RpcMethod,
     kind: &mut Kind,
     status: Status,
+    local: Option<TransportError>,
 ) -> Vec<ClientEvent> {
+    let failure = local.unwrap_or(TransportError::Status(status.clone()));
     match kind {
         Kind::Unary { response } | Kind::Snapshot { response, .. } => {
             let result = if status.code() != Code::Ok {
-                Err(status)
+                Err(failure)
             } else {
                 match response.take() {
-                    Some(body) => RaftResponse::decode(method, body).map_err(|e| e.status()),
-                    None => Err(Status::new(
+                    Some(body) => RaftResponse::decode(method, body)
+                        .map_err(|e| TransportError::Status(e.status())),
+                    None => Err(TransportError::Status(Status::new(
                         Code::Internal,
                         "the peer sent no response message",
-                    )),
+                    ))),
                 }
             };
             vec![ClientEvent::Completed { call: id, result }]
         }
         Kind::Pipeline { window, .. } => {
-            let status = if status.code() == Code::Ok {
-                Status::new(Code::Unavailable, "the peer ended the pipeline")
+            let error = if status.code() == Code::Ok {
+                TransportError::Status(Status::new(
+                    Code::Unavailable,
+                    "the peer ended the pipeline",
+                ))
             } else {
-                status
+                failure
             };
             let mut events: Vec<ClientEvent> = window
-                .fail(status.clone())
+                .fail(error.status())
                 .into_iter()
                 .map(|seq| ClientEvent::Appended {
                     pipeline: id,
                     seq,
-                    result: Err(status.clone()),
+                    result: Err(error.clone()),
                 })
                 .collect();
             events.push(ClientEvent::PipelineClosed {
                 pipeline: id,
-                status,
+                error,
             });
             events
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

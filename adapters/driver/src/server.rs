@@ -1,0 +1,704 @@
+//! The server half of the driver: the core's `ServerEndpoint` over h2.
+//!
+//! This module owns the state the server side shares ([`ServerShared`]:
+//! the endpoint behind one lock, each connection's inbox and waker, the
+//! heartbeat and pipeline handlers, the events readers wait on), the
+//! dispatch of the endpoint's outputs and events after every input, the
+//! accept loop, one task per connection (the HTTP/2 handshake, then one
+//! future that polls h2's accept loop and every stream on it), and the
+//! timer task. Where a request goes, when a stream stops reading, how
+//! answers are ordered and what a closing node answers are the endpoint's
+//! decisions, not this module's.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use futures_lite::future;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use raft_grpc_transport::call::ServerTransmit;
+use raft_grpc_transport::http2::{CANCEL, Http2Settings};
+use raft_grpc_transport::message::{AppendEntriesRequest, RaftResponse};
+use raft_grpc_transport::pool::ConnId;
+use raft_grpc_transport::server::{
+    RequestId, ServerConfig, ServerEndpoint, ServerEvent, ServerOutput, StreamId,
+};
+use raft_grpc_transport::{Code, Status};
+use raft_grpc_transport_api::HeartbeatHandler;
+
+use crate::client::ROUNDS_PER_POLL;
+use crate::h2_error::Failure;
+use crate::incoming::IncomingPipeline;
+use crate::runtime::{BoxIo, Runtime};
+
+/// Takes the AppendEntries pipeline streams peers open (see
+/// [`GrpcTransport::set_pipeline_handler`](crate::GrpcTransport::set_pipeline_handler)).
+/// It must not block.
+pub type PipelineHandler = Arc<dyn Fn(IncomingPipeline) + Send + Sync>;
+
+/// What a connection's task is asked to do.
+enum Command {
+    Release { stream: StreamId, bytes: usize },
+    GoAway,
+    Close,
+}
+
+#[derive(Default)]
+struct ConnSlot {
+    inbox: VecDeque<Command>,
+    waker: Option<Waker>,
+    /// Its task is polling right now: it looks at `woken` before it
+    /// sleeps, so it needs no wake-up.
+    polling: bool,
+    /// Something happened for it since its task last looked.
+    woken: bool,
+}
+
+/// The state the server tasks share.
+pub(crate) struct ServerState {
+    pub(crate) endpoint: ServerEndpoint,
+    conns: HashMap<ConnId, ConnSlot>,
+    heartbeat: Option<HeartbeatHandler>,
+    pipeline_handler: Option<PipelineHandler>,
+    /// Readers of incoming snapshots, by request.
+    pub(crate) snapshot_events: HashMap<RequestId, Arc<Event>>,
+    /// Takers of pipelines that go apart, by stream.
+    pub(crate) pipeline_events: HashMap<StreamId, Arc<Event>>,
+    timer_armed: Option<Instant>,
+}
+
+/// Work for after the lock: the application's handlers.
+#[derive(Default)]
+struct Deferred {
+    heartbeats: Vec<(HeartbeatHandler, RequestId, AppendEntriesRequest)>,
+    pipelines: Vec<(PipelineHandler, StreamId)>,
+    rpc_queued: bool,
+}
+
+/// The server half of a transport.
+pub(crate) struct ServerShared {
+    http2: Http2Settings,
+    state: Mutex<ServerState>,
+    timer: Event,
+    /// Notified when requests enter the consumer queue, and on close.
+    pub(crate) consumer_ready: Event,
+    /// Notified when the transport closes.
+    pub(crate) shutdown: Event,
+    closed: AtomicBool,
+    /// Accept loops still running, and who waits for them to stop.
+    listening: AtomicUsize,
+    stopped: Event,
+}
+
+impl ServerShared {
+    pub(crate) fn new<R: Runtime>(
+        runtime: &R,
+        config: ServerConfig,
+        http2: Http2Settings,
+    ) -> Arc<Self> {
+        let shared = Arc::new(ServerShared {
+            http2,
+            state: Mutex::new(ServerState {
+                endpoint: ServerEndpoint::new(config),
+                conns: HashMap::new(),
+                heartbeat: None,
+                pipeline_handler: None,
+                snapshot_events: HashMap::new(),
+                pipeline_events: HashMap::new(),
+                timer_armed: None,
+            }),
+            timer: Event::new(),
+            consumer_ready: Event::new(),
+            shutdown: Event::new(),
+            closed: AtomicBool::new(false),
+            listening: AtomicUsize::new(0),
+            stopped: Event::new(),
+        });
+        runtime.spawn(run_timer(runtime.clone(), Arc::downgrade(&shared)));
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Runs one input on the endpoint, then carries out what it asks.
+    pub(crate) fn update<T>(self: &Arc<Self>, f: impl FnOnce(&mut ServerState, Instant) -> T) -> T {
+        let mut state = self.lock();
+        let result = f(&mut state, Instant::now());
+        let deferred = self.dispatch(state);
+        self.run_deferred(deferred);
+        result
+    }
+
+    /// Dispatches, releases the lock, and wakes who must be woken.
+    fn dispatch(&self, mut state: MutexGuard<'_, ServerState>) -> Deferred {
+        let deferred = state.dispatch();
+        let rearm = state.timer_needs_rearm();
+        drop(state);
+        if rearm {
+            self.timer.notify(usize::MAX);
+        }
+        if deferred.rpc_queued {
+            self.consumer_ready.notify(usize::MAX);
+        }
+        deferred
+    }
+
+    /// Runs the application's handlers, out of the lock.
+    fn run_deferred(self: &Arc<Self>, mut deferred: Deferred) {
+        loop {
+            for (handler, stream) in std::mem::take(&mut deferred.pipelines) {
+                handler(IncomingPipeline::new(self.clone(), stream));
+            }
+            let Some((handler, id, request)) = deferred.heartbeats.pop() else {
+                return;
+            };
+            let result = handler(&request).map(RaftResponse::AppendEntries);
+            let mut state = self.lock();
+            let _ = state.endpoint.respond(id, result, Instant::now());
+            let more = self.dispatch(state);
+            deferred.heartbeats.extend(more.heartbeats);
+            deferred.pipelines.extend(more.pipelines);
+        }
+    }
+
+    /// Sets the heartbeat handler (`None`: heartbeats go to the consumer).
+    pub(crate) fn set_heartbeat_handler(self: &Arc<Self>, handler: Option<HeartbeatHandler>) {
+        self.update(|s, _| {
+            s.endpoint.set_heartbeat_fast_path(handler.is_some());
+            s.heartbeat = handler;
+        });
+    }
+
+    /// Sets the pipeline handler (`None`: appends go to the consumer).
+    pub(crate) fn set_pipeline_handler(self: &Arc<Self>, handler: Option<PipelineHandler>) {
+        self.update(|s, _| {
+            s.endpoint.set_pipelines_apart(handler.is_some());
+            s.pipeline_handler = handler;
+        });
+    }
+
+    /// Closes the endpoint: every request it holds is answered, readers
+    /// fail, connections get GOAWAY, the accept loops stop.
+    pub(crate) fn close(self: &Arc<Self>) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.update(|s, now| s.endpoint.close(now));
+        self.shutdown.notify(usize::MAX);
+        self.consumer_ready.notify(usize::MAX);
+    }
+
+    /// Waits until every accept loop has stopped and dropped its listener
+    /// (so that its port can be bound again).
+    pub(crate) async fn listeners_stopped(&self) {
+        loop {
+            let listener = self.stopped.listen();
+            if self.listening.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl ServerState {
+    fn dispatch(&mut self) -> Deferred {
+        let mut deferred = Deferred::default();
+        loop {
+            let mut progressed = false;
+            while let Some(output) = self.endpoint.poll_output() {
+                progressed = true;
+                match output {
+                    ServerOutput::Transmit { conn, .. } => self.wake(conn),
+                    ServerOutput::ReleaseCapacity {
+                        conn,
+                        stream,
+                        bytes,
+                    } => self.command(conn, Command::Release { stream, bytes }),
+                    ServerOutput::GoAway { conn } => self.command(conn, Command::GoAway),
+                    ServerOutput::Close { conn } => self.command(conn, Command::Close),
+                }
+            }
+            while let Some(event) = self.endpoint.poll_event() {
+                progressed = true;
+                self.deliver(event, &mut deferred);
+            }
+            if !progressed {
+                return deferred;
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: ServerEvent, deferred: &mut Deferred) {
+        match event {
+            // The fast path is on only while a handler is set (both change
+            // under this lock, and events never outlive an update): the
+            // `None` arms cannot happen, and fail safe if they did.
+            ServerEvent::Heartbeat { id, request } => match &self.heartbeat {
+                Some(handler) => deferred.heartbeats.push((handler.clone(), id, request)),
+                None => {
+                    let status = Status::new(Code::Unavailable, "no heartbeat handler");
+                    let _ = self.endpoint.respond(id, Err(status), Instant::now());
+                }
+            },
+            ServerEvent::RpcQueued => deferred.rpc_queued = true,
+            ServerEvent::PipelineOpened { pipeline } => {
+                self.pipeline_events
+                    .insert(pipeline, Arc::new(Event::new()));
+                match &self.pipeline_handler {
+                    Some(handler) => deferred.pipelines.push((handler.clone(), pipeline)),
+                    None => self.endpoint.drop_pipeline(pipeline, Instant::now()),
+                }
+            }
+            ServerEvent::PipelineReady { pipeline } => {
+                if let Some(event) = self.pipeline_events.get(&pipeline) {
+                    event.notify(usize::MAX);
+                }
+            }
+            ServerEvent::SnapshotReady { id } => {
+                if let Some(event) = self.snapshot_events.get(&id) {
+                    event.notify(usize::MAX);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, conn: ConnId, command: Command) {
+        if let Some(slot) = self.conns.get_mut(&conn) {
+            slot.inbox.push_back(command);
+        }
+        self.wake(conn);
+    }
+
+    fn wake(&mut self, conn: ConnId) {
+        if let Some(slot) = self.conns.get_mut(&conn) {
+            slot.woken = true;
+            if !slot.polling {
+                if let Some(waker) = slot.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    fn timer_needs_rearm(&mut self) -> bool {
+        let next = self.endpoint.poll_timeout();
+        let rearm = match (next, self.timer_armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if rearm {
+            self.timer_armed = next;
+        }
+        rearm
+    }
+}
+
+/// Calls `handle_timeout` whenever the endpoint's next deadline passes.
+async fn run_timer<R: Runtime>(runtime: R, shared: Weak<ServerShared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let listener = strong.timer.listen();
+        let deadline = {
+            let mut state = strong.lock();
+            state.timer_armed = state.endpoint.poll_timeout();
+            state.timer_armed
+        };
+        let closed = strong.is_closed();
+        drop(strong);
+        if closed && deadline.is_none() {
+            return;
+        }
+        let fired = match deadline {
+            Some(deadline) => {
+                let sleep = runtime.sleep_until(deadline);
+                future::or(
+                    async {
+                        sleep.await;
+                        true
+                    },
+                    async {
+                        listener.await;
+                        false
+                    },
+                )
+                .await
+            }
+            None => {
+                listener.await;
+                false
+            }
+        };
+        if fired {
+            let Some(strong) = shared.upgrade() else {
+                return;
+            };
+            strong.update(|s, now| s.endpoint.handle_timeout(now));
+        }
+    }
+}
+
+fn h2_server(settings: &Http2Settings) -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(settings.initial_stream_window)
+        .initial_connection_window_size(settings.initial_connection_window)
+        .max_frame_size(settings.max_frame_size)
+        .max_send_buffer_size(settings.max_send_buffer)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(settings.max_header_list_size);
+    builder
+}
+
+/// Accepts connections until the transport closes.
+pub(crate) fn serve_listener<R: Runtime>(
+    runtime: R,
+    shared: Arc<ServerShared>,
+    listener: R::Listener,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    shared.listening.fetch_add(1, Ordering::SeqCst);
+    async move {
+        accept_loop(&runtime, &shared, listener).await;
+        shared.listening.fetch_sub(1, Ordering::SeqCst);
+        shared.stopped.notify(usize::MAX);
+    }
+}
+
+/// Accepts until the transport closes; drops the listener when it ends.
+async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listener: R::Listener) {
+    loop {
+        let shutdown = shared.shutdown.listen();
+        if shared.is_closed() {
+            return;
+        }
+        let accepted = future::or(async { Some(R::accept(&listener).await) }, async {
+            shutdown.await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(io)) => runtime.spawn(serve_connection(shared.clone(), R::into_h2(io))),
+            // Out of file descriptors, say: wait a little, keep serving.
+            Some(Err(_)) => {
+                runtime
+                    .sleep_until(Instant::now() + Duration::from_millis(10))
+                    .await
+            }
+        }
+    }
+}
+
+/// Serves HTTP/2 on one established byte stream, until it closes.
+pub(crate) async fn serve_connection(shared: Arc<ServerShared>, io: BoxIo) {
+    let conn = shared.update(|s, now| {
+        let conn = s.endpoint.handle_connection(now);
+        s.conns.insert(conn, ConnSlot::default());
+        conn
+    });
+    let handshake = h2_server(&shared.http2).handshake::<BoxIo, Bytes>(io);
+    let abandoned = std::future::poll_fn(|cx| poll_closed(&shared, conn, cx));
+    let handshake = future::or(async { Some(handshake.await) }, async {
+        abandoned.await;
+        None
+    })
+    .await;
+    let connection = match handshake {
+        // The endpoint gave up on it (too slow); it already forgot it.
+        None => {
+            shared.lock().conns.remove(&conn);
+            return;
+        }
+        // Not HTTP/2: drop this connection only.
+        Some(Err(e)) => {
+            shared.update(|s, now| {
+                s.conns.remove(&conn);
+                s.endpoint.handle_connection_lost(
+                    conn,
+                    &format!("HTTP/2 handshake failed: {e}"),
+                    now,
+                );
+            });
+            return;
+        }
+        Some(Ok(connection)) => connection,
+    };
+    shared.update(|s, now| s.endpoint.handle_handshake_done(conn, now));
+    let mut driver = Connection {
+        conn,
+        connection,
+        streams: BTreeMap::new(),
+    };
+    let lost = std::future::poll_fn(|cx| driver.poll(cx, &shared)).await;
+    shared.update(|s, now| {
+        s.conns.remove(&conn);
+        s.endpoint.handle_connection_lost(conn, &lost, now);
+    });
+}
+
+/// Ready once the endpoint asked for the connection to close.
+fn poll_closed(shared: &ServerShared, conn: ConnId, cx: &mut Context<'_>) -> Poll<()> {
+    let mut state = shared.lock();
+    match state.conns.get_mut(&conn) {
+        Some(slot) if !slot.inbox.iter().any(|c| matches!(c, Command::Close)) => {
+            slot.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+        _ => Poll::Ready(()),
+    }
+}
+
+/// One incoming stream.
+struct Stream {
+    body: RecvStream,
+    /// The request body ended (or failed).
+    received: bool,
+    respond: SendResponse<Bytes>,
+    send: Option<SendStream<Bytes>>,
+}
+
+/// What the streams of a connection report, applied under one lock.
+// Made and applied in the same poll: no reason to box the new stream.
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Head(http::request::Parts, RecvStream, SendResponse<Bytes>),
+    Data(StreamId, Bytes),
+    End(StreamId),
+    Reset(StreamId, u32),
+}
+
+/// An established connection: h2's accept loop (which also drives its
+/// I/O) and its streams, polled by one task.
+struct Connection {
+    conn: ConnId,
+    connection: h2::server::Connection<BoxIo, Bytes>,
+    streams: BTreeMap<StreamId, Stream>,
+}
+
+impl Connection {
+    /// Drives the connection; `Ready(detail)` once it is over.
+    fn poll(&mut self, cx: &mut Context<'_>, shared: &Arc<ServerShared>) -> Poll<String> {
+        for _ in 0..ROUNDS_PER_POLL {
+            let commands = {
+                let mut state = shared.lock();
+                let Some(slot) = state.conns.get_mut(&self.conn) else {
+                    return Poll::Ready("closed".to_owned());
+                };
+                slot.waker = Some(cx.waker().clone());
+                slot.polling = true;
+                slot.woken = false;
+                std::mem::take(&mut slot.inbox)
+            };
+            let mut progress = !commands.is_empty();
+            for command in commands {
+                match command {
+                    Command::Release { stream, bytes } => {
+                        if let Some(s) = self.streams.get_mut(&stream) {
+                            let _ = s.body.flow_control().release_capacity(bytes);
+                        }
+                    }
+                    Command::GoAway => self.connection.graceful_shutdown(),
+                    Command::Close => return Poll::Ready("closed by the transport".to_owned()),
+                }
+            }
+            let mut inputs = Vec::new();
+            // New streams, and the connection's I/O.
+            loop {
+                match self.connection.poll_accept(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Some(Ok((request, respond)))) => {
+                        progress = true;
+                        let (parts, body) = request.into_parts();
+                        inputs.push(Input::Head(parts, body, respond));
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(e.to_string()),
+                    Poll::Ready(None) => return Poll::Ready("the connection closed".to_owned()),
+                }
+            }
+            progress |= self.receive(cx, &mut inputs);
+            let conn = self.conn;
+            let streams = &mut self.streams;
+            let sent = shared.update(|s, now| {
+                for input in inputs {
+                    match input {
+                        Input::Head(parts, body, respond) => {
+                            let id = s.endpoint.handle_request_head(conn, &parts, now);
+                            let received = body.is_end_stream();
+                            streams.insert(
+                                id,
+                                Stream {
+                                    body,
+                                    received,
+                                    respond,
+                                    send: None,
+                                },
+                            );
+                            if received {
+                                s.endpoint.handle_end_of_stream(id, now);
+                            }
+                        }
+                        Input::Data(id, data) => s.endpoint.handle_data(id, data, now),
+                        Input::End(id) => s.endpoint.handle_end_of_stream(id, now),
+                        Input::Reset(id, code) => s.endpoint.handle_reset(id, code, now),
+                    }
+                }
+                let mut sent = false;
+                streams.retain(|id, stream| {
+                    sent |= transmit(&mut s.endpoint, *id, stream, cx, now);
+                    !s.endpoint.stream_finished(*id)
+                });
+                sent
+            });
+            progress |= sent;
+            let mut state = shared.lock();
+            let Some(slot) = state.conns.get_mut(&self.conn) else {
+                return Poll::Ready("closed".to_owned());
+            };
+            if !progress && !slot.woken {
+                slot.polling = false;
+                return Poll::Pending;
+            }
+        }
+        // Let other tasks run (see ROUNDS_PER_POLL).
+        if let Some(slot) = shared.lock().conns.get_mut(&self.conn) {
+            slot.polling = false;
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Reads request data, and notices resets.
+    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) -> bool {
+        let mut progress = false;
+        for (&id, stream) in &mut self.streams {
+            while !stream.received {
+                match stream.body.poll_data(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Some(Ok(data))) => {
+                        progress = true;
+                        inputs.push(Input::Data(id, data));
+                    }
+                    Poll::Ready(None) => {
+                        progress = true;
+                        stream.received = true;
+                        inputs.push(Input::End(id));
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        progress = true;
+                        stream.received = true;
+                        let code = match Failure::of(&e) {
+                            Failure::Reset(code) => code,
+                            Failure::GoAway(_) | Failure::Lost(_) => CANCEL,
+                        };
+                        inputs.push(Input::Reset(id, code));
+                    }
+                }
+            }
+            if stream.received {
+                // The request is in: only a reset can still come.
+                let reset = match &mut stream.send {
+                    Some(send) => send.poll_reset(cx),
+                    None => stream.respond.poll_reset(cx),
+                };
+                if let Poll::Ready(reason) = reset {
+                    progress = true;
+                    let code = reason.map_or(CANCEL, u32::from);
+                    inputs.push(Input::Reset(id, code));
+                }
+            }
+        }
+        progress
+    }
+}
+
+/// Moves what the stream's call wants to send onto h2, within the capacity
+/// h2 granted. Returns whether anything happened.
+fn transmit(
+    endpoint: &mut ServerEndpoint,
+    id: StreamId,
+    stream: &mut Stream,
+    cx: &mut Context<'_>,
+    now: Instant,
+) -> bool {
+    let mut progress = false;
+    loop {
+        let capacity = match &mut stream.send {
+            Some(send) => {
+                let wanted = endpoint.send_wanted(id);
+                if wanted > 0 {
+                    send.reserve_capacity(wanted);
+                }
+                send.capacity()
+            }
+            None => 0,
+        };
+        let mut room = capacity;
+        let mut opened = false;
+        while let Some(transmit) = endpoint.poll_transmit(id, room, now) {
+            progress = true;
+            let sent = match transmit {
+                ServerTransmit::Head {
+                    head,
+                    end_of_stream,
+                } => match stream.respond.send_response(head, end_of_stream) {
+                    Ok(send) => {
+                        if !end_of_stream {
+                            stream.send = Some(send);
+                            opened = true;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                ServerTransmit::Data(data) => {
+                    room = room.saturating_sub(data.len());
+                    match &mut stream.send {
+                        Some(send) => send.send_data(data, false),
+                        None => Ok(()),
+                    }
+                }
+                ServerTransmit::Trailers(trailers) => match &mut stream.send {
+                    Some(send) => send.send_trailers(trailers),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = sent {
+                let code = match Failure::of(&e) {
+                    Failure::Reset(code) => code,
+                    _ => CANCEL,
+                };
+                endpoint.handle_reset(id, code, now);
+                return true;
+            }
+            if opened {
+                break;
+            }
+        }
+        if opened {
+            // The response stream exists now: reserve its capacity.
+            continue;
+        }
+        if endpoint.send_wanted(id) == 0 {
+            return progress;
+        }
+        let Some(send) = &mut stream.send else {
+            return progress;
+        };
+        match send.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(granted))) if granted > 0 => continue,
+            _ => return progress,
+        }
+    }
+}

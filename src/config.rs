@@ -1,0 +1,179 @@
+//! Everything a transport can be tuned with, and the one place where the
+//! defaults are.
+//!
+//! This module owns [`Config`]: the knobs of a node's transport as a user
+//! sees them, with their documented defaults, and how they map onto the
+//! configurations of the two endpoints ([`Config::client`],
+//! [`Config::server`]) and onto HTTP/2 settings ([`Config::http2`]). The
+//! endpoints' own `Default`s come from here, so a default is written once;
+//! adapters take a `Config` and restate none of it.
+
+use std::time::Duration;
+
+use crate::call::ServerCallConfig;
+use crate::client::{ClientConfig, KeepaliveConfig};
+use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN};
+use crate::http2::Http2Settings;
+use crate::pipeline::DEFAULT_MAX_IN_FLIGHT;
+use crate::pool::{Backoff, PoolConfig};
+use crate::server::ServerConfig;
+use crate::snapshot::{DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT_SCALE};
+
+/// Everything a transport can be tuned with.
+///
+/// ```
+/// use std::time::Duration;
+/// use raft_grpc_transport::config::Config;
+///
+/// let config = Config { rpc_timeout: Duration::from_secs(2), ..Config::default() };
+/// assert_eq!(config.client().rpc_timeout, Duration::from_secs(2));
+/// assert_eq!(config.server().call.max_request_len, 4 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Connections per peer (default 3). Heartbeats, votes and TimeoutNow
+    /// use the first, snapshots the last, replication the ones between
+    /// (see [`crate::pool`]).
+    pub pool_size: usize,
+    /// Deadline of an RPC (default 10 s, as hashicorp's transports);
+    /// InstallSnapshot scales it by size.
+    pub rpc_timeout: Duration,
+    /// Bytes per extra `rpc_timeout` for InstallSnapshot (default 256 KiB,
+    /// as hashicorp).
+    pub snapshot_timeout_scale: u64,
+    /// Snapshot data per message (default 1 MiB, cut to fit the send
+    /// limit).
+    pub snapshot_chunk_size: usize,
+    /// A snapshot that makes no progress for this long fails with
+    /// `DEADLINE_EXCEEDED` (default 30 s sending, twice that receiving).
+    pub snapshot_stall_timeout: Duration,
+    /// Largest message sent (default 4 MiB: what grpc-go and tonic accept
+    /// by default).
+    pub max_send_message_len: usize,
+    /// Largest message accepted (default 4 MiB).
+    pub max_recv_message_len: usize,
+    /// Payloads at least this long reach HTTP/2 without a copy (default
+    /// 16 KiB).
+    pub zero_copy_min: usize,
+    /// Requests in flight on one pipeline (default 64).
+    pub pipeline_window: usize,
+    /// HTTP/2 initial stream window (default 1 MiB).
+    pub stream_window: u32,
+    /// HTTP/2 connection window (default 16 MiB).
+    pub connection_window: u32,
+    /// HTTP/2 SETTINGS_MAX_FRAME_SIZE (default 1 MiB; HTTP/2's default of
+    /// 16 KiB cuts large messages into many frames).
+    pub max_frame_size: u32,
+    /// Streams a peer may open on one of our connections (default 1024).
+    pub max_concurrent_streams: u32,
+    /// The largest decoded header list accepted (default 16 KiB: a tiny
+    /// HPACK block can decode to megabytes).
+    pub max_header_list_size: u32,
+    /// While calls are in flight on a connection, send an HTTP/2 PING this
+    /// often (default 5 min; `None` disables keepalive). No PING goes out
+    /// on a connection without calls. The default is grpc-go's: its servers
+    /// allow one PING per 5 minutes while calls are open (none without),
+    /// and after three early ones close the connection with GOAWAY
+    /// `too_many_pings`, so a shorter interval breaks long snapshots to Go
+    /// nodes. Between our own nodes any interval works.
+    pub keepalive_interval: Option<Duration>,
+    /// A PING unanswered for this long closes the connection (default
+    /// 20 s).
+    pub keepalive_timeout: Duration,
+    /// A connect (TCP, the HTTP/2 handshake and the first PING round trip)
+    /// not done by then fails (default 5 s); an accepted connection that
+    /// does not complete its handshake by then is dropped.
+    pub connect_timeout: Duration,
+    /// Reconnect backoff after a failed connect.
+    pub backoff: Backoff,
+    /// Incoming RPCs waiting for the consumer before streams stop reading
+    /// (default 64).
+    pub consumer_queue: usize,
+    /// Snapshot chunks an incoming snapshot buffers ahead of its reader
+    /// before its stream stops reading (default 2).
+    pub snapshot_buffer: usize,
+    /// Seed of the backoff jitter.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pool_size: 3,
+            rpc_timeout: Duration::from_secs(10),
+            snapshot_timeout_scale: DEFAULT_TIMEOUT_SCALE,
+            snapshot_chunk_size: DEFAULT_CHUNK_SIZE,
+            snapshot_stall_timeout: Duration::from_secs(30),
+            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_recv_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            zero_copy_min: DEFAULT_ZERO_COPY_MIN,
+            pipeline_window: DEFAULT_MAX_IN_FLIGHT,
+            stream_window: 1 << 20,
+            connection_window: 16 << 20,
+            max_frame_size: 1 << 20,
+            max_concurrent_streams: 1024,
+            max_header_list_size: 16 << 10,
+            keepalive_interval: Some(Duration::from_secs(300)),
+            keepalive_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(5),
+            backoff: Backoff::default(),
+            consumer_queue: 64,
+            snapshot_buffer: 2,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl Config {
+    /// The client endpoint's configuration.
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig {
+            pool: PoolConfig {
+                slots_per_peer: self.pool_size,
+                backoff: self.backoff,
+                connect_timeout: self.connect_timeout,
+                seed: self.seed,
+            },
+            rpc_timeout: self.rpc_timeout,
+            max_send_message_len: self.max_send_message_len,
+            max_recv_message_len: self.max_recv_message_len,
+            zero_copy_min: self.zero_copy_min,
+            pipeline_window: self.pipeline_window,
+            snapshot_chunk_size: self.snapshot_chunk_size,
+            snapshot_timeout_scale: self.snapshot_timeout_scale,
+            snapshot_stall_timeout: self.snapshot_stall_timeout,
+            keepalive: KeepaliveConfig {
+                interval: self.keepalive_interval,
+                timeout: self.keepalive_timeout,
+            },
+        }
+    }
+
+    /// The server endpoint's configuration.
+    pub fn server(&self) -> ServerConfig {
+        ServerConfig {
+            call: ServerCallConfig {
+                max_request_len: self.max_recv_message_len,
+                max_response_len: self.max_send_message_len,
+                snapshot_stall_timeout: Some(self.snapshot_stall_timeout * 2),
+            },
+            consumer_queue: self.consumer_queue.max(1),
+            snapshot_buffer: self.snapshot_buffer.max(1),
+            handshake_timeout: self.connect_timeout,
+            heartbeat_fast_path: false,
+            pipelines_apart: false,
+        }
+    }
+
+    /// The HTTP/2 settings of every connection.
+    pub fn http2(&self) -> Http2Settings {
+        Http2Settings {
+            initial_stream_window: self.stream_window,
+            initial_connection_window: self.connection_window,
+            max_frame_size: self.max_frame_size,
+            max_send_buffer: self.max_frame_size as usize,
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_header_list_size: self.max_header_list_size,
+        }
+    }
+}

@@ -1,0 +1,1558 @@
+//! The server side of the transport, as one state machine.
+//!
+//! [`ServerEndpoint`] owns every incoming stream of a node, on every
+//! connection: it runs one [`ServerCall`] per stream (head validation,
+//! decoding, the response, the deadline), and decides everything between
+//! those calls and the application:
+//! * **where a request goes**: a heartbeat to the fast path
+//!   ([`ServerEvent::Heartbeat`], when
+//!   [`set_heartbeat_fast_path`](ServerEndpoint::set_heartbeat_fast_path) is on),
+//!   the appends of a pipeline stream to that stream's own queue (when
+//!   [`set_pipelines_apart`](ServerEndpoint::set_pipelines_apart) is on),
+//!   everything else to the consumer queue
+//!   ([`poll_rpc`](ServerEndpoint::poll_rpc));
+//! * **back-pressure**: the consumer queue holds at most
+//!   [`ServerConfig::consumer_queue`] requests and an incoming snapshot at
+//!   most [`ServerConfig::snapshot_buffer`] chunks ahead of its reader;
+//!   beyond that a stream stops taking data, its receive capacity is not
+//!   released ([`ServerOutput::ReleaseCapacity`]), and HTTP/2 flow control
+//!   holds the peer back. What one stream can make the node hold is its
+//!   window plus those bounds;
+//! * **the race between delivery and the caller**: a request still in a
+//!   queue when its caller resets the stream, its deadline passes, its
+//!   connection drops or the endpoint closes is removed, never delivered
+//!   late; a request taken by the application is answered exactly once
+//!   ([`respond`](ServerEndpoint::respond) refuses a second answer, or one
+//!   for a call that is over);
+//! * **answer order**: requests of a pipeline may be answered in any
+//!   order; the endpoint sends the answers back in request order;
+//! * **shutdown**: [`close`](ServerEndpoint::close) answers every request
+//!   it still holds, delivered or not, with `UNAVAILABLE` ("transport shut
+//!   down"), fails the readers of incoming snapshots with it, sends GOAWAY
+//!   on every connection and refuses later streams.
+//!
+//! It owns no sockets and no HTTP/2 library: a driver reports what arrived
+//! and carries out what the endpoint asks.
+//!
+//! # The contract
+//!
+//! * Driver inputs: [`handle_connection`](ServerEndpoint::handle_connection)
+//!   (accepted), [`handle_handshake_done`](ServerEndpoint::handle_handshake_done),
+//!   [`handle_request_head`](ServerEndpoint::handle_request_head),
+//!   [`handle_data`](ServerEndpoint::handle_data),
+//!   [`handle_end_of_stream`](ServerEndpoint::handle_end_of_stream),
+//!   [`handle_reset`](ServerEndpoint::handle_reset),
+//!   [`handle_connection_lost`](ServerEndpoint::handle_connection_lost),
+//!   [`handle_timeout`](ServerEndpoint::handle_timeout).
+//! * Application commands: [`poll_rpc`](ServerEndpoint::poll_rpc),
+//!   [`poll_pipeline_rpc`](ServerEndpoint::poll_pipeline_rpc),
+//!   [`read_snapshot`](ServerEndpoint::read_snapshot),
+//!   [`respond`](ServerEndpoint::respond),
+//!   [`drop_pipeline`](ServerEndpoint::drop_pipeline),
+//!   [`close`](ServerEndpoint::close).
+//! * After every one of them, drain [`poll_output`](ServerEndpoint::poll_output)
+//!   (instructions for the driver) and [`poll_event`](ServerEndpoint::poll_event)
+//!   (news for the application), then arm a timer at
+//!   [`poll_timeout`](ServerEndpoint::poll_timeout). When a stream has
+//!   something to send ([`ServerOutput::Transmit`]) or gets send capacity,
+//!   pull [`poll_transmit`](ServerEndpoint::poll_transmit) with the capacity
+//!   HTTP/2 granted (reserve [`send_wanted`](ServerEndpoint::send_wanted))
+//!   until it returns `None`.
+//!
+//! Receive flow control is the endpoint's: pass every DATA frame to
+//! `handle_data` as it arrives and release exactly what
+//! [`ServerOutput::ReleaseCapacity`] says.
+//!
+//! ```
+//! use std::time::Instant;
+//! use raft_grpc_transport::framing::MessageEncoder;
+//! use raft_grpc_transport::head::{RequestHead, RpcMethod};
+//! use raft_grpc_transport::message::*;
+//! use raft_grpc_transport::server::{ServerConfig, ServerEndpoint, ServerOutput};
+//!
+//! let now = Instant::now();
+//! let mut server = ServerEndpoint::new(ServerConfig::default());
+//! let conn = server.handle_connection(now);
+//! server.handle_handshake_done(conn, now);
+//! let head = RequestHead { method: RpcMethod::RequestVote, authority: "me".parse().unwrap(), timeout: None };
+//! let stream = server.handle_request_head(conn, &head.to_request().into_parts().0, now);
+//! let request = RequestVoteRequest { term: 5, ..Default::default() };
+//! server.handle_data(stream, MessageEncoder::default().encode(&request).unwrap().to_bytes(), now);
+//! server.handle_end_of_stream(stream, now);
+//!
+//! // The consumer takes the request; its answer goes out on the stream.
+//! let rpc = server.poll_rpc(now).unwrap();
+//! assert_eq!(rpc.request, RaftRequest::RequestVote(request));
+//! let answer = RequestVoteResponse { term: 5, granted: true, ..Default::default() };
+//! server.respond(rpc.id, Ok(RaftResponse::RequestVote(answer)), now).unwrap();
+//! while let Some(output) = server.poll_output() {
+//!     if let ServerOutput::Transmit { stream, .. } = output {
+//!         while let Some(_transmit) = server.poll_transmit(stream, 65_535, now) {}
+//!     }
+//! }
+//! assert!(server.stream_finished(stream));
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::call::{
+    RespondError, ServerCall, ServerCallConfig, ServerEvent as CallEvent, ServerTransmit,
+};
+use crate::error::shutdown_status;
+use crate::head::{RequestRejection, RpcMethod, trailers_only};
+use crate::heartbeat::is_heartbeat;
+use crate::message::{AppendEntriesRequest, RaftRequest, RaftResponse};
+use crate::pool::ConnId;
+use crate::status::{Code, Status};
+
+/// Configuration of a [`ServerEndpoint`]. Its defaults are the transport's
+/// ([`crate::config::Config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Limits of each call.
+    pub call: ServerCallConfig,
+    /// Requests waiting for the consumer before streams stop reading.
+    pub consumer_queue: usize,
+    /// Snapshot chunks buffered ahead of an incoming snapshot's reader.
+    pub snapshot_buffer: usize,
+    /// An accepted connection that has not finished its HTTP/2 handshake
+    /// after this long is closed.
+    pub handshake_timeout: Duration,
+    /// Heartbeats go to the fast path ([`ServerEvent::Heartbeat`]) instead
+    /// of the consumer queue.
+    pub heartbeat_fast_path: bool,
+    /// Each pipeline stream's appends go to a queue of their own
+    /// ([`ServerEvent::PipelineOpened`]) instead of the consumer queue.
+    pub pipelines_apart: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        crate::config::Config::default().server()
+    }
+}
+
+/// Identifies one incoming stream of a [`ServerEndpoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
+/// Identifies one request to answer: its stream, and its position on the
+/// stream (0 for unary calls; a pipeline's appends count up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId {
+    /// The stream.
+    pub stream: StreamId,
+    /// The request's position on it.
+    pub seq: u64,
+}
+
+/// An incoming request handed to the application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingRpc {
+    /// Answer it with [`ServerEndpoint::respond`].
+    pub id: RequestId,
+    /// The request. An InstallSnapshot's data follows through
+    /// [`ServerEndpoint::read_snapshot`].
+    pub request: RaftRequest,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerOutput {
+    /// `stream` has something to send: pull
+    /// [`poll_transmit`](ServerEndpoint::poll_transmit).
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// Release this much receive capacity on `stream`: the endpoint took
+    /// the data.
+    ReleaseCapacity {
+        /// The connection.
+        conn: ConnId,
+        /// The stream.
+        stream: StreamId,
+        /// Bytes.
+        bytes: usize,
+    },
+    /// Shut the connection down gracefully: GOAWAY, no new streams, close
+    /// once its streams are done.
+    GoAway {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Close the connection now (its handshake took too long).
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// What the application learns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// A heartbeat for the fast path: answer it at once with
+    /// [`respond`](ServerEndpoint::respond).
+    Heartbeat {
+        /// Its id.
+        id: RequestId,
+        /// The request.
+        request: AppendEntriesRequest,
+    },
+    /// A request entered the consumer queue: take it with
+    /// [`poll_rpc`](ServerEndpoint::poll_rpc).
+    RpcQueued,
+    /// A pipeline stream opened while pipelines go apart: take its appends
+    /// with [`poll_pipeline_rpc`](ServerEndpoint::poll_pipeline_rpc).
+    PipelineOpened {
+        /// The stream.
+        pipeline: StreamId,
+    },
+    /// An append entered a pipeline's own queue, or the pipeline ended.
+    PipelineReady {
+        /// The stream.
+        pipeline: StreamId,
+    },
+    /// Data, the end or a failure is ready for the reader of this
+    /// InstallSnapshot: call [`read_snapshot`](ServerEndpoint::read_snapshot).
+    SnapshotReady {
+        /// The InstallSnapshot request.
+        id: RequestId,
+    },
+}
+
+/// What [`ServerEndpoint::read_snapshot`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotRead {
+    /// The next piece of data, as it arrived.
+    Data(Bytes),
+    /// Every declared byte arrived and was verified.
+    End,
+    /// The stream failed: fewer or more bytes than declared, a bad
+    /// checksum, a reset, a deadline, the connection, or shutdown.
+    Failed(Status),
+    /// Nothing yet: wait for [`ServerEvent::SnapshotReady`].
+    Pending,
+}
+
+/// What [`ServerEndpoint::poll_pipeline_rpc`] found.
+// Taken once and matched at once: boxing the request would cost an
+// allocation per append for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineRead {
+    /// The next append, in the order the peer sent them.
+    Rpc(IncomingRpc),
+    /// Nothing yet: wait for [`ServerEvent::PipelineReady`].
+    Pending,
+    /// The stream is over: no append will come.
+    Ended,
+}
+
+/// An incoming snapshot's data on its way to the reader.
+#[derive(Debug)]
+struct SnapshotBuffer {
+    seq: u64,
+    chunks: VecDeque<Bytes>,
+    end: bool,
+    failed: Option<Status>,
+    /// The reader saw the end or the failure.
+    done: bool,
+    /// The reader is gone: data is dropped as it arrives.
+    reader_gone: bool,
+}
+
+#[derive(Debug)]
+struct Stream {
+    conn: ConnId,
+    call: ServerCall,
+    /// DATA received and not yet passed to the call (its capacity not yet
+    /// released).
+    pending: VecDeque<Bytes>,
+    pending_end: bool,
+    /// Requests decoded so far (the next one's seq).
+    next_seq: u64,
+    /// The next request whose answer goes out.
+    next_answer: u64,
+    /// Answers that came before those of earlier requests.
+    early: BTreeMap<u64, Result<RaftResponse, Status>>,
+    /// Requests of this stream still waiting in a queue.
+    queued: usize,
+    snapshot: Option<SnapshotBuffer>,
+    /// The appends of a pipeline that goes apart, and whether it ended.
+    apart: Option<(VecDeque<IncomingRpc>, bool)>,
+    /// A Transmit output is pending for it.
+    transmit_queued: bool,
+}
+
+#[derive(Debug, Default)]
+struct Connection {
+    streams: BTreeSet<StreamId>,
+    /// When its handshake must be done (until it is).
+    handshake_deadline: Option<Instant>,
+    going_away: bool,
+}
+
+/// The server side of the transport, for every connection of a node. See
+/// the module docs for the contract.
+#[derive(Debug)]
+pub struct ServerEndpoint {
+    config: ServerConfig,
+    closed: bool,
+    next_conn: u64,
+    next_stream: u64,
+    conns: BTreeMap<ConnId, Connection>,
+    streams: BTreeMap<StreamId, Stream>,
+    /// Requests for the consumer, oldest first.
+    consumer: VecDeque<IncomingRpc>,
+    /// Streams holding a request that found the consumer queue full, in
+    /// the order they found it so.
+    blocked: VecDeque<StreamId>,
+    outputs: VecDeque<ServerOutput>,
+    events: VecDeque<ServerEvent>,
+}
+
+impl ServerEndpoint {
+    /// An endpoint with no connections.
+    pub fn new(config: ServerConfig) -> Self {
+        ServerEndpoint {
+            config: ServerConfig {
+                consumer_queue: config.consumer_queue.max(1),
+                snapshot_buffer: config.snapshot_buffer.max(1),
+                ..config
+            },
+            closed: false,
+            next_conn: 1,
+            next_stream: 1,
+            conns: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            consumer: VecDeque::new(),
+            blocked: VecDeque::new(),
+            outputs: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Sends heartbeats to the fast path ([`ServerEvent::Heartbeat`]), or
+    /// back to the consumer queue. Applies to requests decoded from now on.
+    pub fn set_heartbeat_fast_path(&mut self, on: bool) {
+        self.config.heartbeat_fast_path = on;
+    }
+
+    /// Gives each pipeline stream opened from now on a queue of its own
+    /// ([`ServerEvent::PipelineOpened`]), or sends their appends to the
+    /// consumer queue.
+    pub fn set_pipelines_apart(&mut self, on: bool) {
+        self.config.pipelines_apart = on;
+    }
+
+    /// The next instruction for the driver.
+    pub fn poll_output(&mut self) -> Option<ServerOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The next news for the application.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let handshakes = self.conns.values().filter_map(|c| c.handshake_deadline);
+        let calls = self.streams.values().filter_map(|s| s.call.poll_timeout());
+        handshakes.chain(calls).min()
+    }
+
+    /// Whether `stream` is over on the wire (answered and transmitted, or
+    /// reset, or its connection gone): the driver drops its handles then.
+    pub fn stream_finished(&self, stream: StreamId) -> bool {
+        self.streams
+            .get(&stream)
+            .is_none_or(|s| s.call.is_finished())
+    }
+
+    /// Streams open on `conn`.
+    pub fn open_streams(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.streams.len())
+    }
+
+    /// Requests waiting in the consumer queue.
+    pub fn queued_rpcs(&self) -> usize {
+        self.consumer.len()
+    }
+
+    // ---- driver inputs ----
+
+    /// A connection was accepted; its HTTP/2 handshake starts. Report
+    /// [`handle_handshake_done`](Self::handle_handshake_done) or
+    /// [`handle_connection_lost`](Self::handle_connection_lost).
+    pub fn handle_connection(&mut self, now: Instant) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let deadline = now.checked_add(self.config.handshake_timeout);
+        self.conns.insert(
+            conn,
+            Connection {
+                handshake_deadline: deadline,
+                ..Connection::default()
+            },
+        );
+        if self.closed {
+            self.go_away(conn);
+        }
+        conn
+    }
+
+    /// The connection's HTTP/2 handshake is done: streams may arrive.
+    pub fn handle_handshake_done(&mut self, conn: ConnId, now: Instant) {
+        let _ = now;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.handshake_deadline = None;
+        }
+    }
+
+    /// A stream opened with this request head. A head that is refused (not
+    /// POST, not gRPC, an unknown method) or that arrives after
+    /// [`close`](Self::close) is answered at once; either way the stream's
+    /// answer comes out of [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_request_head(
+        &mut self,
+        conn: ConnId,
+        head: &http::request::Parts,
+        now: Instant,
+    ) -> StreamId {
+        let id = StreamId(self.next_stream);
+        self.next_stream += 1;
+        let rejected = |rejection: RequestRejection| ServerCall::rejected(rejection.to_response());
+        let call = if self.closed {
+            ServerCall::rejected(trailers_only(&shutdown_status()))
+        } else {
+            match ServerCall::new(head, self.config.call, now) {
+                Ok(call) => call,
+                Err(rejection) => rejected(rejection),
+            }
+        };
+        let apart = (self.config.pipelines_apart
+            && call.method() == Some(RpcMethod::AppendEntriesPipeline)
+            && !call.is_answered())
+        .then(|| (VecDeque::new(), false));
+        if apart.is_some() {
+            self.events
+                .push_back(ServerEvent::PipelineOpened { pipeline: id });
+        }
+        self.conns.entry(conn).or_default().streams.insert(id);
+        self.streams.insert(
+            id,
+            Stream {
+                conn,
+                call,
+                pending: VecDeque::new(),
+                pending_end: false,
+                next_seq: 0,
+                next_answer: 0,
+                early: BTreeMap::new(),
+                queued: 0,
+                snapshot: None,
+                apart,
+                transmit_queued: false,
+            },
+        );
+        self.process(id, now);
+        id
+    }
+
+    /// Request DATA arrived on `stream`. Its capacity is released when the
+    /// endpoint takes it ([`ServerOutput::ReleaseCapacity`]).
+    pub fn handle_data(&mut self, stream: StreamId, data: Bytes, now: Instant) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if !data.is_empty() {
+            s.pending.push_back(data);
+        }
+        self.process(stream, now);
+    }
+
+    /// The client finished sending on `stream` (END_STREAM).
+    pub fn handle_end_of_stream(&mut self, stream: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        s.pending_end = true;
+        self.process(stream, now);
+    }
+
+    /// The client reset `stream` with this HTTP/2 error code.
+    pub fn handle_reset(&mut self, stream: StreamId, error_code: u32, now: Instant) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        s.call.handle_reset(error_code, now);
+        self.process(stream, now);
+    }
+
+    /// The connection closed or broke (`detail` says how): its streams
+    /// fail with `UNAVAILABLE`.
+    pub fn handle_connection_lost(&mut self, conn: ConnId, detail: &str, now: Instant) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        for stream in c.streams {
+            if let Some(s) = self.streams.get_mut(&stream) {
+                s.call.handle_connection_lost(Status::new(
+                    Code::Unavailable,
+                    format!("connection lost: {detail}"),
+                ));
+                self.process(stream, now);
+            }
+        }
+    }
+
+    /// Time passed: call deadlines, snapshot stalls, slow handshakes.
+    /// Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let slow: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.handshake_deadline.is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in slow {
+            self.outputs.push_back(ServerOutput::Close { conn });
+            self.handle_connection_lost(conn, "HTTP/2 handshake timed out", now);
+        }
+        let due: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.call.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(s) = self.streams.get_mut(&id) {
+                if s.snapshot.as_ref().is_some_and(|b| !b.chunks.is_empty()) {
+                    // The reader has data it has not taken: not a stall.
+                    s.call.hold_stall(now);
+                }
+                s.call.handle_timeout(now);
+            }
+            self.process(id, now);
+        }
+    }
+
+    /// Bytes of response data `stream` wants to send: how much capacity to
+    /// reserve.
+    pub fn send_wanted(&self, stream: StreamId) -> usize {
+        self.streams
+            .get(&stream)
+            .map_or(0, |s| s.call.send_wanted())
+    }
+
+    /// The next thing to put on `stream`, using at most `capacity` bytes of
+    /// send window for data.
+    pub fn poll_transmit(
+        &mut self,
+        stream: StreamId,
+        capacity: usize,
+        now: Instant,
+    ) -> Option<ServerTransmit> {
+        let s = self.streams.get_mut(&stream)?;
+        s.transmit_queued = false;
+        let transmit = s.call.poll_transmit(capacity);
+        if s.call.is_finished() {
+            self.process(stream, now);
+        }
+        transmit
+    }
+
+    // ---- application commands ----
+
+    /// Takes the next request for the consumer: from now on it is
+    /// delivered, and must be answered with [`respond`](Self::respond).
+    pub fn poll_rpc(&mut self, now: Instant) -> Option<IncomingRpc> {
+        let rpc = self.consumer.pop_front()?;
+        if let Some(s) = self.streams.get_mut(&rpc.id.stream) {
+            s.queued -= 1;
+        }
+        // Room: the streams that waited for it go on, oldest first.
+        while self.consumer.len() < self.config.consumer_queue {
+            let Some(blocked) = self.blocked.pop_front() else {
+                break;
+            };
+            self.process(blocked, now);
+        }
+        Some(rpc)
+    }
+
+    /// Takes the next append of a pipeline that goes apart.
+    pub fn poll_pipeline_rpc(&mut self, pipeline: StreamId, now: Instant) -> PipelineRead {
+        let Some(s) = self.streams.get_mut(&pipeline) else {
+            return PipelineRead::Ended;
+        };
+        let Some((queue, ended)) = &mut s.apart else {
+            return PipelineRead::Ended;
+        };
+        match queue.pop_front() {
+            Some(rpc) => {
+                s.queued -= 1;
+                self.process(pipeline, now);
+                PipelineRead::Rpc(rpc)
+            }
+            None if *ended => PipelineRead::Ended,
+            None => PipelineRead::Pending,
+        }
+    }
+
+    /// The application gave up a pipeline that goes apart (it dropped its
+    /// handle): the stream ends with `UNAVAILABLE`.
+    pub fn drop_pipeline(&mut self, pipeline: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&pipeline) else {
+            return;
+        };
+        if let Some((queue, ended)) = &mut s.apart {
+            s.queued -= queue.len();
+            queue.clear();
+            *ended = true;
+        }
+        let _ = s.call.respond_error(Status::new(
+            Code::Unavailable,
+            "the pipeline handler dropped this stream",
+        ));
+        self.process(pipeline, now);
+    }
+
+    /// The next piece of an incoming snapshot's data, for the reader of the
+    /// InstallSnapshot request `id`.
+    pub fn read_snapshot(&mut self, id: RequestId, now: Instant) -> SnapshotRead {
+        let Some(s) = self.streams.get_mut(&id.stream) else {
+            return SnapshotRead::Failed(Status::new(
+                Code::Unavailable,
+                "the snapshot stream is gone",
+            ));
+        };
+        let Some(buffer) = s.snapshot.as_mut().filter(|b| b.seq == id.seq) else {
+            return SnapshotRead::Failed(Status::new(
+                Code::FailedPrecondition,
+                "not an InstallSnapshot request",
+            ));
+        };
+        if let Some(chunk) = buffer.chunks.pop_front() {
+            // Room for more: the stream goes on.
+            self.process(id.stream, now);
+            return SnapshotRead::Data(chunk);
+        }
+        let read = if let Some(status) = &buffer.failed {
+            SnapshotRead::Failed(status.clone())
+        } else if buffer.end {
+            SnapshotRead::End
+        } else {
+            return SnapshotRead::Pending;
+        };
+        buffer.done = true;
+        self.process(id.stream, now);
+        read
+    }
+
+    /// The reader of the InstallSnapshot request `id` is gone: the rest of
+    /// the data is dropped as it arrives (the request still needs its
+    /// answer).
+    pub fn release_snapshot(&mut self, id: RequestId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id.stream) else {
+            return;
+        };
+        if let Some(buffer) = s.snapshot.as_mut().filter(|b| b.seq == id.seq) {
+            buffer.reader_gone = true;
+            buffer.chunks.clear();
+        }
+        self.process(id.stream, now);
+    }
+
+    /// Answers the request `id` (an error's message reaches the caller as
+    /// text). Pipeline requests may be answered in any order: answers go
+    /// out in request order, and an error ends the stream with its status.
+    pub fn respond(
+        &mut self,
+        id: RequestId,
+        result: Result<RaftResponse, Status>,
+        now: Instant,
+    ) -> Result<(), RespondError> {
+        let Some(s) = self.streams.get_mut(&id.stream) else {
+            return Err(RespondError::Finished(Status::new(
+                Code::Unavailable,
+                "the call is over",
+            )));
+        };
+        if s.call.is_answered() {
+            return Err(RespondError::Finished(
+                s.call.final_status().unwrap_or_else(Status::ok),
+            ));
+        }
+        if id.seq >= s.next_seq {
+            return Err(RespondError::NothingToAnswer);
+        }
+        if id.seq < s.next_answer || s.early.contains_key(&id.seq) {
+            return Err(RespondError::AlreadyAnswered);
+        }
+        if let (Ok(response), Some(method)) = (&result, s.call.method()) {
+            if !response.answers(method) {
+                return Err(RespondError::WrongType(
+                    response.proto_name(),
+                    method.name(),
+                ));
+            }
+        }
+        s.early.insert(id.seq, result);
+        let mut outcome = Ok(());
+        while let Some(result) = s.early.remove(&s.next_answer) {
+            s.next_answer += 1;
+            let answered = match result {
+                Ok(response) => s.call.respond(response),
+                Err(status) => s.call.respond_error(status),
+            };
+            if answered.is_err() {
+                outcome = answered;
+                s.early.clear();
+                break;
+            }
+        }
+        self.process(id.stream, now);
+        outcome
+    }
+
+    /// Shuts the endpoint down: every request it holds, delivered or not,
+    /// is answered with `UNAVAILABLE` ("transport shut down"); the readers
+    /// of incoming snapshots get that error; every connection gets GOAWAY;
+    /// later streams are refused. Idempotent.
+    pub fn close(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.streams.get_mut(&id) {
+                let _ = s.call.respond_error(shutdown_status());
+                if let Some((_, ended)) = &mut s.apart {
+                    *ended = true;
+                    self.events
+                        .push_back(ServerEvent::PipelineReady { pipeline: id });
+                }
+                if let Some(buffer) = &mut s.snapshot {
+                    buffer.failed.get_or_insert_with(shutdown_status);
+                    self.events.push_back(ServerEvent::SnapshotReady {
+                        id: RequestId {
+                            stream: id,
+                            seq: buffer.seq,
+                        },
+                    });
+                }
+            }
+            self.drop_queued(id);
+            self.process(id, now);
+        }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.go_away(conn);
+        }
+    }
+
+    // ---- internals ----
+
+    fn go_away(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.going_away {
+                c.going_away = true;
+                self.outputs.push_back(ServerOutput::GoAway { conn });
+            }
+        }
+    }
+
+    /// Removes a stream's requests from the queues: they will never be
+    /// delivered.
+    fn drop_queued(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.queued == 0 {
+            return;
+        }
+        self.consumer.retain(|rpc| rpc.id.stream != id);
+        if let Some((queue, _)) = &mut s.apart {
+            queue.clear();
+        }
+        s.queued = 0;
+    }
+
+    /// Feeds a stream's pending data to its call, moves what the call
+    /// decoded to where it goes, and queues what the driver must do.
+    fn process(&mut self, id: StreamId, now: Instant) {
+        let mut released = 0;
+        loop {
+            let Some(s) = self.streams.get_mut(&id) else {
+                return;
+            };
+            if s.call.is_answered() {
+                // Nothing more is read: what arrives is dropped and its
+                // capacity given back; what waits in a queue can never be
+                // answered, so it is never delivered.
+                released += s.pending.drain(..).map(|d| d.len()).sum::<usize>();
+                if let Some((_, ended @ false)) = &mut s.apart {
+                    *ended = true;
+                    self.events
+                        .push_back(ServerEvent::PipelineReady { pipeline: id });
+                }
+                if s.queued > 0 {
+                    self.drop_queued(id);
+                    self.blocked.retain(|b| *b != id);
+                    continue;
+                }
+            }
+            while s.call.wants_data() {
+                let Some(data) = s.pending.pop_front() else {
+                    break;
+                };
+                released += data.len();
+                s.call.handle_data(data, now);
+            }
+            if s.pending.is_empty() && s.pending_end && s.call.wants_data() {
+                s.pending_end = false;
+                s.call.handle_end_of_stream(now);
+            }
+            if !self.route_events(id) {
+                break;
+            }
+        }
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let conn = s.conn;
+        if released > 0 {
+            self.outputs.push_back(ServerOutput::ReleaseCapacity {
+                conn,
+                stream: id,
+                bytes: released,
+            });
+        }
+        if s.call.has_transmit() && !s.transmit_queued {
+            s.transmit_queued = true;
+            self.outputs
+                .push_back(ServerOutput::Transmit { conn, stream: id });
+        }
+        // A reader that has not seen how its snapshot ended keeps the
+        // record (not the stream) alive until it does, or goes.
+        let reader_waits = s
+            .snapshot
+            .as_ref()
+            .is_some_and(|b| !b.done && !b.reader_gone);
+        if s.call.is_finished() && s.queued == 0 && !reader_waits {
+            self.forget(id);
+        }
+    }
+
+    /// Moves the call's decoded events to where they go. Returns whether
+    /// anything moved (so more data may be fed).
+    fn route_events(&mut self, id: StreamId) -> bool {
+        let mut moved = false;
+        loop {
+            let Some(s) = self.streams.get_mut(&id) else {
+                return moved;
+            };
+            let Some(event) = s.call.peek_event() else {
+                return moved;
+            };
+            match event {
+                CallEvent::Request(request) => {
+                    let fast = self.config.heartbeat_fast_path
+                        && matches!(request, RaftRequest::AppendEntries(r) if is_heartbeat(r));
+                    let request_id = RequestId {
+                        stream: id,
+                        seq: s.next_seq,
+                    };
+                    if fast {
+                        let Some(CallEvent::Request(RaftRequest::AppendEntries(request))) =
+                            s.call.poll_event()
+                        else {
+                            unreachable!("peeked a heartbeat");
+                        };
+                        s.next_seq += 1;
+                        self.events.push_back(ServerEvent::Heartbeat {
+                            id: request_id,
+                            request,
+                        });
+                    } else if let Some((queue, _)) = &mut s.apart {
+                        if queue.len() >= self.config.consumer_queue {
+                            return moved;
+                        }
+                        let Some(CallEvent::Request(request)) = s.call.poll_event() else {
+                            unreachable!("peeked a request");
+                        };
+                        s.next_seq += 1;
+                        s.queued += 1;
+                        queue.push_back(IncomingRpc {
+                            id: request_id,
+                            request,
+                        });
+                        self.events
+                            .push_back(ServerEvent::PipelineReady { pipeline: id });
+                    } else {
+                        if self.consumer.len() >= self.config.consumer_queue {
+                            if !self.blocked.contains(&id) {
+                                self.blocked.push_back(id);
+                            }
+                            return moved;
+                        }
+                        let Some(CallEvent::Request(request)) = s.call.poll_event() else {
+                            unreachable!("peeked a request");
+                        };
+                        if matches!(request, RaftRequest::InstallSnapshot(_)) {
+                            s.snapshot = Some(SnapshotBuffer {
+                                seq: request_id.seq,
+                                chunks: VecDeque::new(),
+                                end: false,
+                                failed: None,
+                                done: false,
+                                reader_gone: false,
+                            });
+                        }
+                        s.next_seq += 1;
+                        s.queued += 1;
+                        self.consumer.push_back(IncomingRpc {
+                            id: request_id,
+                            request,
+                        });
+                        self.events.push_back(ServerEvent::RpcQueued);
+                    }
+                }
+                CallEvent::SnapshotData(_) => {
+                    let Some(buffer) = &mut s.snapshot else {
+                        // No reader (cannot happen: the request comes
+                        // first); drop the data.
+                        s.call.poll_event();
+                        moved = true;
+                        continue;
+                    };
+                    if buffer.reader_gone {
+                        s.call.poll_event();
+                        moved = true;
+                        continue;
+                    }
+                    if buffer.chunks.len() >= self.config.snapshot_buffer {
+                        return moved;
+                    }
+                    let Some(CallEvent::SnapshotData(data)) = s.call.poll_event() else {
+                        unreachable!("peeked snapshot data");
+                    };
+                    buffer.chunks.push_back(data);
+                    let id = RequestId {
+                        stream: id,
+                        seq: buffer.seq,
+                    };
+                    self.events.push_back(ServerEvent::SnapshotReady { id });
+                }
+                CallEvent::SnapshotEnd => {
+                    s.call.poll_event();
+                    if let Some(buffer) = &mut s.snapshot {
+                        buffer.end = true;
+                        let id = RequestId {
+                            stream: id,
+                            seq: buffer.seq,
+                        };
+                        self.events.push_back(ServerEvent::SnapshotReady { id });
+                    }
+                }
+                CallEvent::Failed(status) => {
+                    let status = status.clone();
+                    s.call.poll_event();
+                    if let Some(buffer) = &mut s.snapshot {
+                        buffer.failed.get_or_insert(status);
+                        let id = RequestId {
+                            stream: id,
+                            seq: buffer.seq,
+                        };
+                        self.events.push_back(ServerEvent::SnapshotReady { id });
+                    }
+                    if let Some((_, ended)) = &mut s.apart {
+                        *ended = true;
+                        self.events
+                            .push_back(ServerEvent::PipelineReady { pipeline: id });
+                    }
+                    // Never delivered late.
+                    self.drop_queued(id);
+                    self.blocked.retain(|b| *b != id);
+                }
+            }
+            moved = true;
+        }
+    }
+
+    /// Forgets a stream that is over.
+    fn forget(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.remove(&id) {
+            if let Some(c) = self.conns.get_mut(&s.conn) {
+                c.streams.remove(&id);
+            }
+        }
+        self.blocked.retain(|b| *b != id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::uri::Authority;
+
+    use super::*;
+    use crate::framing::MessageEncoder;
+    use crate::head::RequestHead;
+    use crate::message::*;
+    use crate::snapshot::SnapshotSender;
+
+    fn endpoint(config: ServerConfig) -> (ServerEndpoint, ConnId, Instant) {
+        let now = Instant::now();
+        let mut server = ServerEndpoint::new(config);
+        let conn = server.handle_connection(now);
+        server.handle_handshake_done(conn, now);
+        (server, conn, now)
+    }
+
+    fn open(
+        server: &mut ServerEndpoint,
+        conn: ConnId,
+        method: RpcMethod,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> StreamId {
+        let head = RequestHead {
+            method,
+            authority: Authority::from_static("me"),
+            timeout,
+        };
+        server.handle_request_head(conn, &head.to_request().into_parts().0, now)
+    }
+
+    fn framed<M: RaftMessage>(message: &M) -> Bytes {
+        MessageEncoder::new(usize::MAX, usize::MAX)
+            .encode(message)
+            .unwrap()
+            .to_bytes()
+    }
+
+    fn vote(term: u64) -> Bytes {
+        framed(&RequestVoteRequest {
+            term,
+            ..Default::default()
+        })
+    }
+
+    fn append(index: u64) -> AppendEntriesRequest {
+        AppendEntriesRequest {
+            header: RpcHeader::new(3, "leader", "10.0.0.1:7000"),
+            term: 1,
+            prev_log_entry: index - 1,
+            entries: vec![Log::command(index, 1, Bytes::from_static(b"x"))],
+            ..Default::default()
+        }
+    }
+
+    fn heartbeat() -> AppendEntriesRequest {
+        AppendEntriesRequest {
+            header: RpcHeader::new(3, "leader", "10.0.0.1:7000"),
+            term: 4,
+            ..Default::default()
+        }
+    }
+
+    /// Everything the driver is asked to do, in order.
+    fn outputs(server: &mut ServerEndpoint) -> Vec<ServerOutput> {
+        std::iter::from_fn(|| server.poll_output()).collect()
+    }
+
+    fn events(server: &mut ServerEndpoint) -> Vec<ServerEvent> {
+        std::iter::from_fn(|| server.poll_event()).collect()
+    }
+
+    /// Bytes released on `stream` by these outputs.
+    fn released(outputs: &[ServerOutput], stream: StreamId) -> usize {
+        outputs
+            .iter()
+            .map(|o| match o {
+                ServerOutput::ReleaseCapacity {
+                    stream: s, bytes, ..
+                } if *s == stream => *bytes,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// What `stream` puts on the wire: the response messages' bodies and
+    /// the status (from the trailers or a Trailers-Only head).
+    fn wire(
+        server: &mut ServerEndpoint,
+        stream: StreamId,
+        now: Instant,
+    ) -> (Vec<u8>, Option<Status>) {
+        let (mut data, mut status) = (Vec::new(), None);
+        while let Some(t) = server.poll_transmit(stream, usize::MAX, now) {
+            match t {
+                ServerTransmit::Head {
+                    head,
+                    end_of_stream,
+                } => {
+                    if end_of_stream {
+                        status = Status::from_headers(head.headers());
+                    }
+                }
+                ServerTransmit::Data(d) => data.extend_from_slice(&d),
+                ServerTransmit::Trailers(t) => status = Some(Status::from_trailers(&t)),
+            }
+        }
+        (data, status)
+    }
+
+    fn unary_vote(server: &mut ServerEndpoint, conn: ConnId, term: u64, now: Instant) -> StreamId {
+        let stream = open(
+            server,
+            conn,
+            RpcMethod::RequestVote,
+            Some(Duration::from_secs(10)),
+            now,
+        );
+        server.handle_data(stream, vote(term), now);
+        server.handle_end_of_stream(stream, now);
+        stream
+    }
+
+    fn granted(term: u64) -> Result<RaftResponse, Status> {
+        Ok(RaftResponse::RequestVote(RequestVoteResponse {
+            term,
+            granted: true,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn the_consumer_queue_is_bounded_and_streams_wait_their_turn() {
+        let (mut server, conn, now) = endpoint(ServerConfig {
+            consumer_queue: 2,
+            ..ServerConfig::default()
+        });
+        let streams: Vec<StreamId> = (1..=4)
+            .map(|t| unary_vote(&mut server, conn, t, now))
+            .collect();
+        assert_eq!(server.queued_rpcs(), 2);
+        let queued = events(&mut server)
+            .iter()
+            .filter(|e| **e == ServerEvent::RpcQueued)
+            .count();
+        assert_eq!(queued, 2);
+        // Taking one lets the oldest waiting stream in.
+        let mut terms = Vec::new();
+        while let Some(rpc) = server.poll_rpc(now) {
+            let RaftRequest::RequestVote(r) = &rpc.request else {
+                panic!()
+            };
+            terms.push(r.term);
+            server.respond(rpc.id, granted(r.term), now).unwrap();
+        }
+        assert_eq!(terms, vec![1, 2, 3, 4], "in arrival order");
+        for stream in streams {
+            assert_eq!(wire(&mut server, stream, now).1, Some(Status::ok()));
+            assert!(server.stream_finished(stream));
+        }
+    }
+
+    #[test]
+    fn a_pipeline_is_held_back_by_flow_control_while_the_queue_is_full() {
+        let (mut server, conn, now) = endpoint(ServerConfig {
+            consumer_queue: 2,
+            ..ServerConfig::default()
+        });
+        let stream = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        let messages: Vec<Bytes> = (1..=6).map(|i| framed(&append(i))).collect();
+        let three: usize = messages[..3].iter().map(Bytes::len).sum();
+        for m in &messages {
+            server.handle_data(stream, m.clone(), now);
+        }
+        // Two queued, the third decoded and waiting in its call; the rest
+        // is not released, so the peer's window stays spent.
+        assert_eq!(server.queued_rpcs(), 2);
+        assert_eq!(released(&outputs(&mut server), stream), three);
+        let mut ids = Vec::new();
+        while let Some(rpc) = server.poll_rpc(now) {
+            ids.push(rpc.id);
+        }
+        let rest: usize = messages[3..].iter().map(Bytes::len).sum();
+        assert_eq!(released(&outputs(&mut server), stream), rest);
+        assert_eq!(ids.len(), 6);
+        // Answered backwards: they go out in request order.
+        for id in ids.iter().rev() {
+            let response = AppendEntriesResponse {
+                last_log: id.seq + 1,
+                success: true,
+                ..Default::default()
+            };
+            server
+                .respond(*id, Ok(RaftResponse::AppendEntries(response)), now)
+                .unwrap();
+        }
+        server.handle_end_of_stream(stream, now);
+        let (data, status) = wire(&mut server, stream, now);
+        assert_eq!(status, Some(Status::ok()));
+        let mut decoder = crate::framing::MessageDecoder::new(usize::MAX);
+        decoder.push(Bytes::from(data));
+        let mut order = Vec::new();
+        while let Some(body) = decoder.next_message().unwrap() {
+            order.push(AppendEntriesResponse::decode(body).unwrap().last_log);
+        }
+        assert_eq!(order, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_request_whose_caller_gave_up_is_never_delivered() {
+        let (mut server, conn, now) = endpoint(ServerConfig {
+            consumer_queue: 1,
+            ..ServerConfig::default()
+        });
+        let first = unary_vote(&mut server, conn, 1, now);
+        // Waits for room: its deadline passes.
+        let late = open(
+            &mut server,
+            conn,
+            RpcMethod::RequestVote,
+            Some(Duration::from_secs(1)),
+            now,
+        );
+        server.handle_data(late, vote(2), now);
+        // Queued behind nothing, then reset by its caller.
+        let reset = open(&mut server, conn, RpcMethod::RequestVote, None, now);
+        server.handle_data(reset, vote(3), now);
+        server.handle_reset(reset, crate::http2::CANCEL, now);
+        let later = now + Duration::from_secs(2);
+        assert_eq!(server.poll_timeout(), Some(now + Duration::from_secs(1)));
+        server.handle_timeout(later);
+        assert_eq!(
+            wire(&mut server, late, later).1.unwrap().code(),
+            Code::DeadlineExceeded
+        );
+        let rpc = server.poll_rpc(later).unwrap();
+        assert_eq!(rpc.id.stream, first);
+        assert_eq!(
+            server.poll_rpc(later),
+            None,
+            "neither of the others arrives"
+        );
+        assert!(server.stream_finished(reset));
+    }
+
+    #[test]
+    fn close_answers_everything_with_the_shutdown_status() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let delivered = unary_vote(&mut server, conn, 1, now);
+        let queued = unary_vote(&mut server, conn, 2, now);
+        let rpc = server.poll_rpc(now).unwrap();
+        assert_eq!(rpc.id.stream, delivered);
+        server.close(now);
+        assert!(outputs(&mut server).contains(&ServerOutput::GoAway { conn }));
+        for stream in [delivered, queued] {
+            assert_eq!(wire(&mut server, stream, now).1, Some(shutdown_status()));
+        }
+        assert_eq!(server.poll_rpc(now), None);
+        assert!(matches!(
+            server.respond(rpc.id, granted(1), now),
+            Err(RespondError::Finished(_))
+        ));
+        // A stream that arrives later is refused the same way.
+        let late = unary_vote(&mut server, conn, 3, now);
+        assert_eq!(wire(&mut server, late, now).1, Some(shutdown_status()));
+        let _ = outputs(&mut server);
+        // A connection accepted later is sent away at once.
+        let conn2 = server.handle_connection(now);
+        assert_eq!(
+            outputs(&mut server),
+            vec![ServerOutput::GoAway { conn: conn2 }]
+        );
+        server.close(now);
+        assert_eq!(outputs(&mut server), vec![], "idempotent");
+    }
+
+    #[test]
+    fn heartbeats_take_the_fast_path_only_when_it_is_on() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let send = |server: &mut ServerEndpoint, request: &AppendEntriesRequest| {
+            let s = open(server, conn, RpcMethod::AppendEntries, None, now);
+            server.handle_data(s, framed(request), now);
+            server.handle_end_of_stream(s, now);
+            s
+        };
+        send(&mut server, &heartbeat());
+        assert!(server.poll_rpc(now).is_some(), "off: the consumer gets it");
+        server.set_heartbeat_fast_path(true);
+        let _ = events(&mut server);
+        let hb = send(&mut server, &heartbeat());
+        send(&mut server, &append(1));
+        let ev = events(&mut server);
+        let Some(ServerEvent::Heartbeat { id, request }) = ev.first() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((id.stream, request.term), (hb, 4));
+        let response = RaftResponse::AppendEntries(AppendEntriesResponse {
+            term: 4,
+            success: true,
+            ..Default::default()
+        });
+        server.respond(*id, Ok(response), now).unwrap();
+        assert_eq!(wire(&mut server, hb, now).1, Some(Status::ok()));
+        // The append still goes to the consumer.
+        assert!(
+            matches!(server.poll_rpc(now).unwrap().request, RaftRequest::AppendEntries(r) if !r.entries.is_empty())
+        );
+    }
+
+    #[test]
+    fn answers_are_checked() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let stream = unary_vote(&mut server, conn, 1, now);
+        let rpc = server.poll_rpc(now).unwrap();
+        let wrong = RaftResponse::TimeoutNow(TimeoutNowResponse::default());
+        assert!(matches!(
+            server.respond(rpc.id, Ok(wrong), now),
+            Err(RespondError::WrongType(..))
+        ));
+        let unknown = RequestId { stream, seq: 1 };
+        assert_eq!(
+            server.respond(unknown, granted(1), now),
+            Err(RespondError::NothingToAnswer)
+        );
+        server.respond(rpc.id, granted(1), now).unwrap();
+        assert!(matches!(
+            server.respond(rpc.id, granted(1), now),
+            Err(RespondError::Finished(_))
+        ));
+        assert_eq!(wire(&mut server, stream, now).1, Some(Status::ok()));
+    }
+
+    #[test]
+    fn an_error_answer_ends_a_pipeline_with_its_status() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let stream = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        server.handle_data(stream, framed(&append(1)), now);
+        server.handle_data(stream, framed(&append(2)), now);
+        let a = server.poll_rpc(now).unwrap();
+        let b = server.poll_rpc(now).unwrap();
+        server
+            .respond(b.id, Err(Status::new(Code::Unknown, "raft: busy")), now)
+            .unwrap();
+        // The error waits for the first answer, then ends the stream.
+        assert_eq!(wire(&mut server, stream, now).1, None);
+        let ok = RaftResponse::AppendEntries(AppendEntriesResponse::default());
+        server.respond(a.id, Ok(ok), now).unwrap();
+        let (data, status) = wire(&mut server, stream, now);
+        assert!(!data.is_empty());
+        assert_eq!(status.unwrap().message(), "raft: busy");
+    }
+
+    fn snapshot_messages(data: &[u8], chunk: usize, now: Instant) -> Vec<Bytes> {
+        let meta = InstallSnapshotRequest {
+            term: 4,
+            size: data.len() as u64,
+            ..Default::default()
+        };
+        let mut sender = SnapshotSender::new(meta.clone(), chunk, now);
+        let mut messages = vec![framed(&meta)];
+        for c in sender.push(Bytes::copy_from_slice(data), now).unwrap() {
+            messages.push(framed(&c));
+        }
+        messages
+    }
+
+    #[test]
+    fn snapshot_data_flows_at_the_readers_pace() {
+        let (mut server, conn, now) = endpoint(ServerConfig {
+            snapshot_buffer: 2,
+            ..ServerConfig::default()
+        });
+        let data: Vec<u8> = (0..100u8).collect();
+        let messages = snapshot_messages(&data, 10, now);
+        let total: usize = messages.iter().map(Bytes::len).sum();
+        let stream = open(
+            &mut server,
+            conn,
+            RpcMethod::InstallSnapshot,
+            Some(Duration::from_secs(600)),
+            now,
+        );
+        for m in &messages {
+            server.handle_data(stream, m.clone(), now);
+        }
+        server.handle_end_of_stream(stream, now);
+        let rpc = server.poll_rpc(now).unwrap();
+        assert!(matches!(rpc.request, RaftRequest::InstallSnapshot(ref m) if m.size == 100));
+        // Two chunks buffered and a third decoded: the rest is unreleased.
+        let first_release = released(&outputs(&mut server), stream);
+        assert_eq!(
+            first_release,
+            messages[..4].iter().map(Bytes::len).sum::<usize>()
+        );
+        // Minutes pass while the reader holds buffered data: no stall.
+        let later = now + Duration::from_secs(300);
+        server.handle_timeout(later);
+        let mut read = Vec::new();
+        loop {
+            match server.read_snapshot(rpc.id, later) {
+                SnapshotRead::Data(d) => read.extend_from_slice(&d),
+                SnapshotRead::End => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(read, data);
+        assert_eq!(
+            first_release + released(&outputs(&mut server), stream),
+            total
+        );
+        let ok = RaftResponse::InstallSnapshot(InstallSnapshotResponse {
+            term: 4,
+            success: true,
+            ..Default::default()
+        });
+        server.respond(rpc.id, Ok(ok), later).unwrap();
+        assert_eq!(wire(&mut server, stream, later).1, Some(Status::ok()));
+        assert!(server.stream_finished(stream));
+    }
+
+    #[test]
+    fn a_snapshot_reader_learns_how_its_stream_failed() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let messages = snapshot_messages(b"0123456789", 3, now);
+        let stream = open(&mut server, conn, RpcMethod::InstallSnapshot, None, now);
+        server.handle_data(stream, messages[0].clone(), now);
+        server.handle_data(stream, messages[1].clone(), now);
+        let rpc = server.poll_rpc(now).unwrap();
+        server.handle_reset(stream, crate::http2::CANCEL, now);
+        assert!(
+            server.stream_finished(stream),
+            "the driver may drop the stream"
+        );
+        assert_eq!(
+            server.read_snapshot(rpc.id, now),
+            SnapshotRead::Data(Bytes::from_static(b"012"))
+        );
+        let SnapshotRead::Failed(status) = server.read_snapshot(rpc.id, now) else {
+            panic!()
+        };
+        assert_eq!(status.code(), Code::Cancelled);
+        // The record is gone once the reader saw the end.
+        assert!(server.streams.is_empty());
+    }
+
+    #[test]
+    fn pipelines_apart_have_their_own_queue() {
+        let (mut server, conn, now) = endpoint(ServerConfig {
+            pipelines_apart: true,
+            consumer_queue: 2,
+            ..ServerConfig::default()
+        });
+        let stream = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        assert_eq!(
+            events(&mut server),
+            vec![ServerEvent::PipelineOpened { pipeline: stream }]
+        );
+        for i in 1..=3 {
+            server.handle_data(stream, framed(&append(i)), now);
+        }
+        unary_vote(&mut server, conn, 9, now);
+        assert_eq!(
+            server.queued_rpcs(),
+            1,
+            "the pipeline's appends are not the consumer's"
+        );
+        let PipelineRead::Rpc(first) = server.poll_pipeline_rpc(stream, now) else {
+            panic!()
+        };
+        assert_eq!(first.id, RequestId { stream, seq: 0 });
+        // Dropping the handle ends the stream, whatever it still holds.
+        server.drop_pipeline(stream, now);
+        assert_eq!(server.poll_pipeline_rpc(stream, now), PipelineRead::Ended);
+        let status = wire(&mut server, stream, now).1.unwrap();
+        assert_eq!(status.code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn a_lost_connection_fails_its_streams_and_their_queued_requests() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let other = server.handle_connection(now);
+        unary_vote(&mut server, conn, 1, now);
+        let kept = unary_vote(&mut server, other, 2, now);
+        server.handle_connection_lost(conn, "broken pipe", now);
+        let rpc = server.poll_rpc(now).unwrap();
+        assert_eq!(rpc.id.stream, kept);
+        assert_eq!(server.poll_rpc(now), None);
+        assert_eq!(server.open_streams(conn), 0);
+    }
+
+    #[test]
+    fn a_slow_handshake_is_closed() {
+        let now = Instant::now();
+        let mut server = ServerEndpoint::new(ServerConfig::default());
+        let conn = server.handle_connection(now);
+        let deadline = server.poll_timeout().unwrap();
+        assert_eq!(deadline, now + ServerConfig::default().handshake_timeout);
+        server.handle_timeout(deadline);
+        assert_eq!(outputs(&mut server), vec![ServerOutput::Close { conn }]);
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_refused_head_is_answered_at_once() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let (parts, ()) = http::Request::builder()
+            .method("POST")
+            .uri("http://me/proto.raft.v1.RaftTransportService/Nope")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let stream = server.handle_request_head(conn, &parts, now);
+        assert!(outputs(&mut server).contains(&ServerOutput::Transmit { conn, stream }));
+        assert_eq!(
+            wire(&mut server, stream, now).1.unwrap().code(),
+            Code::Unimplemented
+        );
+        assert!(server.stream_finished(stream));
+        // Data the client sends anyway is given back.
+        server.handle_data(stream, vote(1), now);
+        assert_eq!(server.poll_rpc(now), None);
+    }
+}
