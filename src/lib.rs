@@ -6,52 +6,156 @@
 //! [`raft-grpc-transport`](https://github.com/dhiaayachi/raft-grpc-transport)
 //! for hashicorp/raft, so Go and Rust nodes can talk to each other.
 //!
-//! This crate is the core: pure functions and state machines that turn Raft
-//! messages into the bytes and headers of gRPC calls and back. It does no
-//! I/O: it opens no sockets, spawns no threads, reads no clock and depends on
-//! no runtime. The adapters (async over smol, blocking over std threads)
-//! move its bytes through HTTP/2; you can also drive it from your own event
-//! loop, fuzz it, or simulate it on virtual time.
+//! This crate is the whole protocol, as synchronous state machines and pure
+//! functions. It does no I/O: it opens no sockets, spawns no threads, reads
+//! no clock (time is an argument), depends on no runtime and contains no
+//! async code. A driver moves its bytes through an HTTP/2 library (the
+//! adapters under `adapters/` do, with h2, on smol, tokio or plain
+//! threads); you can also drive it from your own event loop, fuzz it, or
+//! simulate it on virtual time.
 //!
 //! ```text
-//!  Raft types ──encode──▶ EncodedMessage chunks ──▶ HTTP/2 DATA (adapter)
-//!  (message)              (framing)
-//!  Raft types ◀─decode─── message bodies ◀──────── HTTP/2 DATA, any split
-//!
-//!  RequestHead ──▶ http::Request      http::Request ──validate──▶ RpcMethod
-//!  http::Response ──classify──▶ Status / messages    Status ──▶ trailers
-//!  (head, status, timeout, metadata)
+//!          application                                   application
+//!   calls │          ▲ outcomes                  requests │          ▲ answers
+//!         ▼          │ (ClientEvent)         (poll_rpc,   ▼          │ (respond)
+//!   ┌──────────────────────┐                  events)  ┌──────────────────────┐
+//!   │    ClientEndpoint    │                           │    ServerEndpoint    │
+//!   │ pool · lanes · PINGs │                           │ routing · queues ·   │
+//!   │ pipelines · snapshots│                           │ answer order · close │
+//!   │  ClientCall per call │                           │ ServerCall per stream│
+//!   └──────────────────────┘                           └──────────────────────┘
+//!  outputs │          ▲ handle_*                  outputs │          ▲ handle_*
+//!          ▼          │                                   ▼          │
+//!     driver: connect, PING, open, transmit ⇄ HTTP/2 ⇄ accept, transmit, release
 //! ```
 //!
 //! Modules:
-//! * [`message`]: the Raft messages in idiomatic Rust, their protobuf
-//!   encoding, and conversions to and from [`wire`], the generated protobuf
-//!   types of `proto/raft/v1/raft.proto`;
-//! * [`framing`]: the gRPC length-prefixed message encoder (zero-copy for
-//!   large payloads) and incremental decoder;
-//! * [`status`], [`head`], [`timeout`], [`metadata`]: gRPC statuses and
-//!   trailers, request and response heads and method routing,
-//!   `grpc-timeout`, binary metadata;
+//! * [`client`]: every outgoing call of a node, one machine
+//!   ([`client::ClientEndpoint`]); [`server`]: every incoming stream of a
+//!   node, one machine ([`server::ServerEndpoint`]);
 //! * [`call`]: one call on one HTTP/2 stream, client ([`call::ClientCall`])
 //!   and server ([`call::ServerCall`]);
-//! * [`client`]: every outgoing call of a node as one machine
-//!   ([`client::ClientEndpoint`]): pool, lanes, pipelines, snapshots;
 //! * [`pool`], [`pipeline`], [`snapshot`], [`heartbeat`]: per-peer
-//!   connection slots and backoff, the pipeline window, snapshot stream
-//!   progress, heartbeat classification.
+//!   connection slots, lanes and backoff; the pipeline window; snapshot
+//!   stream progress, size-scaled deadlines and stall detection; which
+//!   AppendEntries are heartbeats;
+//! * [`message`], [`wire`], [`framing`]: the Raft messages, the generated
+//!   protobuf types of `proto/raft/v1/raft.proto`, the gRPC length-prefixed
+//!   encoder (zero-copy for large payloads) and incremental decoder;
+//! * [`status`], [`head`], [`timeout`], [`metadata`], [`http2`]: gRPC
+//!   statuses and trailers, request and response heads and method routing,
+//!   `grpc-timeout`, binary metadata, HTTP/2 error codes and settings;
+//! * [`config`]: every knob, and the one place its default is written;
+//!   [`error`]: [`TransportError`], the typed outcome of a failed call;
+//!   [`reference`]: the reference answers `node serve` gives.
 //!
 //! Every error that bad input can cause is a typed error with a
 //! `status()` giving the gRPC status to answer or fail the call with.
 //!
-//! # Driving the machines
+//! # Driving the endpoints: one rule
 //!
-//! Nothing here does I/O or reads a clock: inputs are `handle_*` calls
-//! taking `now`, outputs are pulled. After every input, pull until empty:
-//! `poll_transmit` (what to write on a stream, within the send capacity
-//! you pass), `poll_event` (what happened), then `poll_timeout` (when to
-//! call `handle_timeout`). Spurious timeouts are harmless.
+//! Inputs are `handle_*` methods (what the driver saw: a connection, a
+//! head, data, a reset, a PING's answer, time) and application commands
+//! named as verbs (`start_rpc`, `append`, `respond`, `close`, …); each
+//! takes `now`. **After every one of them, drain `poll_output` (instructions
+//! for the driver) and `poll_event` (news for the application) until both
+//! are empty, then arm a timer at `poll_timeout`.** When an output says a
+//! stream has something to send, or HTTP/2 grants it capacity, pull
+//! `poll_transmit(stream, capacity)` until it returns `None`. Receive
+//! capacity is released exactly as the `ReleaseCapacity` outputs say.
+//! Spurious timeouts are harmless.
 //!
-//! One unary call, driven by hand through a client and a server machine:
+//! A complete run loop: a client endpoint calls a server endpoint over a
+//! toy link that delivers every frame at once, the way a driver would over
+//! HTTP/2.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::time::Instant;
+//! use raft_grpc_transport::call::{ClientTransmit, ServerTransmit};
+//! use raft_grpc_transport::client::{ClientConfig, ClientEndpoint, ClientEvent, ClientOutput, OutgoingRpc};
+//! use raft_grpc_transport::message::*;
+//! use raft_grpc_transport::server::{ServerConfig, ServerEndpoint, ServerOutput};
+//!
+//! let now = Instant::now();
+//! let mut client = ClientEndpoint::new(ClientConfig::default());
+//! let mut server = ServerEndpoint::new(ServerConfig::default());
+//! let (mut conns, mut streams, mut calls) = (HashMap::new(), HashMap::new(), HashMap::new());
+//! let mut answer = None;
+//!
+//! let vote = RequestVoteRequest { term: 7, last_log_index: 42, ..Default::default() };
+//! let call = client.start_rpc("10.0.0.2:7000", OutgoingRpc::RequestVote(vote), now);
+//! loop {
+//!     let mut busy = false;
+//!     // The client's instructions: the toy link carries them out at once.
+//!     while let Some(output) = client.poll_output() {
+//!         busy = true;
+//!         match output {
+//!             ClientOutput::Connect { conn, .. } => {
+//!                 let accepted = server.handle_connection(now);
+//!                 server.handle_handshake_done(accepted, now);
+//!                 conns.insert(conn, accepted);
+//!                 client.handle_connected(conn, now); // it PINGs next
+//!             }
+//!             ClientOutput::Ping { conn } => client.handle_ping_ack(conn, now),
+//!             ClientOutput::OpenStream { conn, call, request, .. } => {
+//!                 let stream = server.handle_request_head(conns[&conn], &request.into_parts().0, now);
+//!                 streams.insert(call, stream);
+//!                 calls.insert(stream, call);
+//!             }
+//!             ClientOutput::Transmit { .. } | ClientOutput::ReleaseCapacity { .. } | ClientOutput::Close { .. } => {}
+//!         }
+//!     }
+//!     for (&call, &stream) in &streams {
+//!         while let Some(ClientTransmit::Data { data, end_of_stream }) = client.poll_transmit(call, 65_535, now) {
+//!             busy = true;
+//!             server.handle_data(stream, data, now);
+//!             if end_of_stream {
+//!                 server.handle_end_of_stream(stream, now);
+//!             }
+//!         }
+//!     }
+//!     // The server's instructions.
+//!     while let Some(output) = server.poll_output() {
+//!         busy = true;
+//!         if let ServerOutput::Transmit { stream, .. } = output {
+//!             let call = calls[&stream];
+//!             while let Some(transmit) = server.poll_transmit(stream, 65_535, now) {
+//!                 match transmit {
+//!                     ServerTransmit::Head { head, end_of_stream } => {
+//!                         client.handle_response_head(call, &head.into_parts().0, end_of_stream, now)
+//!                     }
+//!                     ServerTransmit::Data(data) => client.handle_response_data(call, data, now),
+//!                     ServerTransmit::Trailers(trailers) => client.handle_response_trailers(call, &trailers, now),
+//!                 }
+//!             }
+//!         }
+//!     }
+//!     while server.poll_event().is_some() {}
+//!     // The server's application: a consumer that grants every vote.
+//!     while let Some(rpc) = server.poll_rpc(now) {
+//!         busy = true;
+//!         let RaftRequest::RequestVote(r) = &rpc.request else { unreachable!() };
+//!         let granted = RequestVoteResponse { term: r.term, granted: true, ..Default::default() };
+//!         server.respond(rpc.id, Ok(RaftResponse::RequestVote(granted)), now).unwrap();
+//!     }
+//!     // The client's application: the outcome, exactly once.
+//!     while let Some(event) = client.poll_event() {
+//!         busy = true;
+//!         if let ClientEvent::Completed { call: done, result } = event {
+//!             assert_eq!(done, call);
+//!             answer = Some(result);
+//!         }
+//!     }
+//!     if !busy {
+//!         break;
+//!     }
+//! }
+//! let Some(Ok(RaftResponse::RequestVote(vote))) = answer else { panic!("{answer:?}") };
+//! assert!(vote.granted && vote.term == 7);
+//! ```
+//!
+//! The per-call machines can be driven the same way on their own:
 //!
 //! ```
 //! use std::time::{Duration, Instant};

@@ -31,7 +31,7 @@ use raft_grpc_transport::timeout::{decode_grpc_timeout, encode_grpc_timeout};
 pub type Harness = fn(&[u8]);
 
 /// The fuzz targets, by name.
-pub const TARGETS: [(&str, Harness); 7] = [
+pub const TARGETS: [(&str, Harness); 9] = [
     ("frame_decoder", frame_decoder),
     ("message_decode", message_decode),
     ("request_head", request_head),
@@ -39,6 +39,8 @@ pub const TARGETS: [(&str, Harness); 7] = [
     ("grpc_timeout", grpc_timeout),
     ("server_call", server_call),
     ("client_call", client_call),
+    ("server_endpoint", server_endpoint),
+    ("client_endpoint", client_endpoint),
 ];
 
 /// Everything the decoder yields for `stream`, pushed as the given pieces:
@@ -309,7 +311,21 @@ struct ServerStreamCheck {
 
 impl ServerStreamCheck {
     fn drain(&mut self, call: &mut ServerCall, capacity: usize) {
-        while let Some(t) = call.poll_transmit(capacity) {
+        let taken = std::iter::from_fn(|| call.poll_transmit(capacity)).collect();
+        self.record(taken, capacity);
+        if self.ended {
+            assert!(call.is_finished());
+        } else {
+            assert!(
+                !call.is_finished() || self.aborted,
+                "finished without ending the stream"
+            );
+        }
+    }
+
+    /// Checks what a stream transmitted, within `capacity`.
+    fn record(&mut self, transmits: Vec<ServerTransmit>, capacity: usize) {
+        for t in transmits {
             assert!(!self.ended, "transmit after the end of the stream");
             match t {
                 ServerTransmit::Head {
@@ -339,14 +355,6 @@ impl ServerStreamCheck {
                     self.ended = true;
                 }
             }
-        }
-        if self.ended {
-            assert!(call.is_finished());
-        } else {
-            assert!(
-                !call.is_finished() || self.aborted,
-                "finished without ending the stream"
-            );
         }
     }
 }
@@ -553,6 +561,577 @@ pub fn client_call(data: &[u8]) {
             }
         }
         assert_eq!(call.is_finished(), finished == 1);
+    }
+}
+
+/// A valid request of `method`, framed, chosen by `kind`.
+fn framed_request(method: RpcMethod, kind: u8) -> Bytes {
+    let encoder = MessageEncoder::new(usize::MAX, 64);
+    let encoded = match method {
+        RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
+            let request = if kind & 1 == 0 {
+                // A heartbeat.
+                AppendEntriesRequest {
+                    header: sample_header(),
+                    term: 2,
+                    ..Default::default()
+                }
+            } else {
+                AppendEntriesRequest {
+                    header: sample_header(),
+                    term: 2,
+                    prev_log_entry: u64::from(kind),
+                    entries: vec![Log::command(u64::from(kind) + 1, 2, vec![kind; 10])],
+                    ..Default::default()
+                }
+            };
+            encoder.encode(&request)
+        }
+        RpcMethod::RequestVote => encoder.encode(&RequestVoteRequest::default()),
+        RpcMethod::RequestPreVote => encoder.encode(&RequestPreVoteRequest::default()),
+        RpcMethod::TimeoutNow => encoder.encode(&TimeoutNowRequest::default()),
+        RpcMethod::InstallSnapshot => {
+            if kind & 1 == 0 {
+                encoder.encode(&InstallSnapshotRequest {
+                    size: u64::from(kind % 8) * 3,
+                    ..Default::default()
+                })
+            } else {
+                encoder.encode(&SnapshotChunk {
+                    data: Bytes::from(vec![kind; 3]),
+                    data_crc32c: None,
+                })
+            }
+        }
+    };
+    encoded.expect("no limit").to_bytes()
+}
+
+/// The right response for `method`.
+fn response_for(method: RpcMethod) -> RaftResponse {
+    match method {
+        RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
+            RaftResponse::AppendEntries(AppendEntriesResponse::default())
+        }
+        RpcMethod::RequestVote => RaftResponse::RequestVote(RequestVoteResponse::default()),
+        RpcMethod::RequestPreVote => {
+            RaftResponse::RequestPreVote(RequestPreVoteResponse::default())
+        }
+        RpcMethod::TimeoutNow => RaftResponse::TimeoutNow(TimeoutNowResponse::default()),
+        RpcMethod::InstallSnapshot => {
+            RaftResponse::InstallSnapshot(InstallSnapshotResponse::default())
+        }
+    }
+}
+
+/// A server endpoint fed an arbitrary sequence of driver inputs and
+/// application commands over up to two connections and eight streams:
+/// heads of every method, valid and garbage data, ends, resets, lost
+/// connections, time, the consumer taking requests, answers (right,
+/// wrong, errors, twice), snapshot reads, pipelines apart and dropped, and
+/// close. Invariants: no request is delivered twice, an answer is taken at
+/// most once per request, a stream never releases more capacity than it
+/// was given, the consumer queue stays within its bound, each stream
+/// transmits one head, data after it and one status last; and after close
+/// and time, every stream is over.
+pub fn server_endpoint(data: &[u8]) {
+    use raft_grpc_transport::pool::ConnId;
+    use raft_grpc_transport::server::{
+        PipelineRead, RequestId, ServerConfig, ServerEndpoint, ServerEvent, ServerOutput,
+        SnapshotRead, StreamId,
+    };
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    let mut ops = Ops { data };
+    let Some(setup) = ops.byte() else { return };
+    let config = ServerConfig {
+        call: ServerCallConfig {
+            max_request_len: 1 << 12,
+            max_response_len: 1 << 12,
+            snapshot_stall_timeout: Some(Duration::from_millis(80)),
+        },
+        consumer_queue: usize::from(setup % 3) + 1,
+        snapshot_buffer: usize::from((setup >> 2) % 2) + 1,
+        handshake_timeout: Duration::from_millis(100),
+        heartbeat_fast_path: setup & 0x10 != 0,
+        pipelines_apart: setup & 0x20 != 0,
+    };
+    let start = Instant::now();
+    let mut now = start;
+    let mut server = ServerEndpoint::new(config);
+    let conns = [server.handle_connection(now), server.handle_connection(now)];
+    server.handle_handshake_done(conns[0], now);
+    server.handle_handshake_done(conns[1], now);
+    let mut lost: HashSet<ConnId> = HashSet::new();
+    let mut streams: Vec<(StreamId, RpcMethod)> = Vec::new();
+    let mut given: HashMap<StreamId, usize> = HashMap::new();
+    let mut released: HashMap<StreamId, usize> = HashMap::new();
+    let mut checks: BTreeMap<StreamId, ServerStreamCheck> = BTreeMap::new();
+    let mut delivered: HashSet<RequestId> = HashSet::new();
+    let mut to_answer: Vec<(RequestId, RpcMethod)> = Vec::new();
+    let mut answered: HashSet<RequestId> = HashSet::new();
+    let mut pipelines: Vec<StreamId> = Vec::new();
+    let method_of = |streams: &[(StreamId, RpcMethod)], id: StreamId| {
+        streams.iter().find(|(s, _)| *s == id).map(|(_, m)| *m)
+    };
+    let mut deliver =
+        |id: RequestId, method: RpcMethod, to_answer: &mut Vec<(RequestId, RpcMethod)>| {
+            assert!(delivered.insert(id), "request {id:?} delivered twice");
+            to_answer.push((id, method));
+        };
+    let mut closed = false;
+    loop {
+        let op = ops.byte();
+        if let Some(op) = op {
+            let pick = |ops: &mut Ops<'_>, streams: &[(StreamId, RpcMethod)]| {
+                let i = usize::from(ops.byte().unwrap_or(0));
+                (!streams.is_empty()).then(|| streams[i % streams.len()])
+            };
+            match op % 16 {
+                0 | 1 if streams.len() < 8 => {
+                    let b = ops.byte().unwrap_or(0);
+                    let method = RpcMethod::ALL[usize::from(b) % RpcMethod::ALL.len()];
+                    let conn = conns[usize::from(b >> 7)];
+                    let head = RequestHead {
+                        method,
+                        authority: http::uri::Authority::from_static("me"),
+                        timeout: (b & 0x40 != 0).then(|| Duration::from_millis(50)),
+                    };
+                    let (parts, ()) = head.to_request().into_parts();
+                    let id = server.handle_request_head(conn, &parts, now);
+                    streams.push((id, method));
+                    checks.entry(id).or_default();
+                    if lost.contains(&conn) {
+                        checks.entry(id).or_default().aborted = true;
+                    }
+                }
+                2 | 3 => {
+                    if let Some((id, method)) = pick(&mut ops, &streams) {
+                        let chunk = if op & 0x10 != 0 {
+                            ops.chunk()
+                        } else {
+                            framed_request(method, ops.byte().unwrap_or(0))
+                        };
+                        *given.entry(id).or_default() += chunk.len();
+                        server.handle_data(id, chunk, now);
+                    }
+                }
+                4 => {
+                    if let Some((id, _)) = pick(&mut ops, &streams) {
+                        server.handle_end_of_stream(id, now);
+                    }
+                }
+                5 => {
+                    if let Some((id, _)) = pick(&mut ops, &streams) {
+                        checks.entry(id).or_default().aborted = true;
+                        server.handle_reset(id, u32::from(ops.byte().unwrap_or(8)), now);
+                    }
+                }
+                6 => {
+                    let conn = conns[usize::from(ops.byte().unwrap_or(0) & 1)];
+                    lost.insert(conn);
+                    for (id, _) in &streams {
+                        // Which streams are on it is the endpoint's business:
+                        // any of them may now end silently.
+                        checks.entry(*id).or_default().aborted = true;
+                    }
+                    server.handle_connection_lost(conn, "gone", now);
+                }
+                7 => {
+                    now += Duration::from_millis(u64::from(ops.byte().unwrap_or(10)));
+                    server.handle_timeout(now);
+                }
+                8 | 9 => {
+                    if let Some(rpc) = server.poll_rpc(now) {
+                        let method = method_of(&streams, rpc.id.stream).expect("a known stream");
+                        deliver(rpc.id, method, &mut to_answer);
+                    }
+                }
+                10 | 11 => {
+                    if !to_answer.is_empty() {
+                        let i = usize::from(ops.byte().unwrap_or(0)) % to_answer.len();
+                        let (id, method) = to_answer[i];
+                        let result = match ops.byte().unwrap_or(0) % 4 {
+                            0 => Err(Status::new(Code::Unknown, "handler error")),
+                            1 => Ok(RaftResponse::TimeoutNow(TimeoutNowResponse::default())),
+                            _ => Ok(response_for(method)),
+                        };
+                        if server.respond(id, result, now).is_ok() {
+                            assert!(answered.insert(id), "request {id:?} answered twice");
+                            to_answer.remove(i);
+                        }
+                    }
+                }
+                12 => {
+                    if let Some((id, _)) = to_answer
+                        .iter()
+                        .find(|(_, m)| *m == RpcMethod::InstallSnapshot)
+                        .copied()
+                    {
+                        match server.read_snapshot(id, now) {
+                            SnapshotRead::Data(d) => assert!(!d.is_empty()),
+                            SnapshotRead::End | SnapshotRead::Failed(_) | SnapshotRead::Pending => {
+                            }
+                        }
+                    }
+                }
+                13 => {
+                    for &p in &pipelines {
+                        if let PipelineRead::Rpc(rpc) = server.poll_pipeline_rpc(p, now) {
+                            assert_eq!(rpc.id.stream, p);
+                            deliver(rpc.id, RpcMethod::AppendEntriesPipeline, &mut to_answer);
+                        }
+                    }
+                }
+                14 => {
+                    if let Some(p) = pipelines.pop() {
+                        checks.entry(p).or_default().aborted = true;
+                        server.drop_pipeline(p, now);
+                    }
+                }
+                _ => {
+                    if ops.byte().unwrap_or(0) == 0x5a {
+                        closed = true;
+                        server.close(now);
+                    }
+                }
+            }
+        } else if closed {
+            break;
+        } else {
+            // The end of the input: close, and let time run out every call.
+            closed = true;
+            server.close(now);
+        }
+        // The driver's part, and the application's.
+        while let Some(output) = server.poll_output() {
+            match output {
+                ServerOutput::Transmit { stream, .. } => {
+                    let capacity = usize::from(ops.byte().unwrap_or(255)) * 64 + 1;
+                    if let Some(check) = checks.get_mut(&stream) {
+                        let mut taken = Vec::new();
+                        while let Some(t) = server.poll_transmit(stream, capacity, now) {
+                            taken.push(t);
+                        }
+                        check.record(taken, capacity);
+                    }
+                }
+                ServerOutput::ReleaseCapacity { stream, bytes, .. } => {
+                    let total = released.entry(stream).or_default();
+                    *total += bytes;
+                    assert!(
+                        *total <= given.get(&stream).copied().unwrap_or(0),
+                        "released more than was received on {stream:?}"
+                    );
+                }
+                ServerOutput::GoAway { conn } | ServerOutput::Close { conn } => {
+                    assert!(conns.contains(&conn));
+                }
+            }
+        }
+        while let Some(event) = server.poll_event() {
+            match event {
+                ServerEvent::Heartbeat { id, .. } => {
+                    assert!(config.heartbeat_fast_path);
+                    deliver(id, RpcMethod::AppendEntries, &mut to_answer);
+                }
+                ServerEvent::PipelineOpened { pipeline } => {
+                    assert!(config.pipelines_apart);
+                    pipelines.push(pipeline);
+                }
+                ServerEvent::RpcQueued
+                | ServerEvent::PipelineReady { .. }
+                | ServerEvent::SnapshotReady { .. } => {}
+            }
+        }
+        assert!(server.queued_rpcs() <= config.consumer_queue);
+        if let Some(deadline) = server.poll_timeout() {
+            assert!(deadline >= start);
+        }
+        if op.is_none() {
+            now += Duration::from_secs(1);
+            server.handle_timeout(now);
+        }
+    }
+    // Everything transmitted: after close, no stream is left open on the
+    // wire, and the endpoint's queues are empty.
+    for (id, _) in &streams {
+        let mut taken = Vec::new();
+        while let Some(t) = server.poll_transmit(*id, usize::MAX, now) {
+            taken.push(t);
+        }
+        checks.entry(*id).or_default().record(taken, usize::MAX);
+        assert!(
+            server.stream_finished(*id),
+            "stream {id:?} still open after close"
+        );
+    }
+    assert_eq!(server.poll_rpc(now), None);
+}
+
+/// A client endpoint fed an arbitrary sequence of application commands
+/// (calls, snapshots, pipelines, appends, cancels, close) and driver
+/// inputs (connects that succeed or fail, PING answers, stream limits,
+/// GOAWAY, lost connections, response heads, data, trailers, resets,
+/// refusals, time). Invariants: outcomes are reported at most once per
+/// call and append, appends complete in send order, outputs name only
+/// connections and calls the endpoint made; and after close, every call
+/// and append has completed exactly once.
+pub fn client_endpoint(data: &[u8]) {
+    use raft_grpc_transport::client::{
+        CallId, ClientConfig, ClientEndpoint, ClientEvent as Event, ClientOutput, KeepaliveConfig,
+        OutgoingRpc,
+    };
+    use raft_grpc_transport::pool::ConnId;
+    use std::collections::{HashMap, HashSet};
+
+    let mut ops = Ops { data };
+    let config = ClientConfig {
+        rpc_timeout: Duration::from_millis(200),
+        pipeline_window: 3,
+        snapshot_chunk_size: 8,
+        max_send_message_len: 1 << 12,
+        max_recv_message_len: 1 << 12,
+        keepalive: KeepaliveConfig {
+            interval: Some(Duration::from_millis(30)),
+            timeout: Duration::from_millis(20),
+        },
+        ..ClientConfig::default()
+    };
+    let mut now = Instant::now();
+    let mut client = ClientEndpoint::new(config);
+    let peers = ["10.0.0.1:7000", "10.0.0.2:7000"];
+    let mut conns: Vec<ConnId> = Vec::new();
+    let mut streams: Vec<(CallId, RpcMethod)> = Vec::new();
+    let mut unary: HashSet<CallId> = HashSet::new();
+    let mut snapshots: Vec<CallId> = Vec::new();
+    let mut pipelines: Vec<CallId> = Vec::new();
+    let mut appends: HashMap<CallId, u64> = HashMap::new();
+    let mut completed: HashSet<CallId> = HashSet::new();
+    let mut appended: HashMap<CallId, Vec<u64>> = HashMap::new();
+    let mut pipeline_closed: HashSet<CallId> = HashSet::new();
+    let mut closing = false;
+    loop {
+        let op = ops.byte();
+        match op {
+            None if closing => break,
+            None => {
+                closing = true;
+                client.close(now);
+            }
+            Some(op) => {
+                let b = ops.byte().unwrap_or(0);
+                let peer = peers[usize::from(b & 1)];
+                match op % 20 {
+                    0 | 1 => {
+                        let rpc = match b % 4 {
+                            0 => OutgoingRpc::AppendEntries(AppendEntriesRequest {
+                                header: sample_header(),
+                                term: 1,
+                                ..Default::default()
+                            }),
+                            1 => OutgoingRpc::RequestVote(RequestVoteRequest::default()),
+                            2 => OutgoingRpc::TimeoutNow(TimeoutNowRequest::default()),
+                            _ => OutgoingRpc::AppendEntries(AppendEntriesRequest {
+                                entries: vec![Log::command(1, 1, vec![0; usize::from(b) * 20])],
+                                ..Default::default()
+                            }),
+                        };
+                        unary.insert(client.start_rpc(peer, rpc, now));
+                    }
+                    2 => {
+                        let meta = InstallSnapshotRequest {
+                            size: u64::from(b % 32),
+                            ..Default::default()
+                        };
+                        let call = client.start_snapshot(peer, meta, now);
+                        unary.insert(call);
+                        snapshots.push(call);
+                    }
+                    3 => {
+                        if let Some(&call) = snapshots.get(usize::from(b) % snapshots.len().max(1))
+                        {
+                            if b & 0x80 != 0 {
+                                client.finish_snapshot(call, now);
+                            } else {
+                                let _ = client.push_snapshot_data(call, ops.chunk(), now);
+                            }
+                        }
+                    }
+                    4 => pipelines.push(client.open_pipeline(peer, now)),
+                    5 | 6 => {
+                        if let Some(&p) = pipelines.get(usize::from(b) % pipelines.len().max(1)) {
+                            let request = AppendEntriesRequest {
+                                term: 1,
+                                entries: vec![Log::command(1, 1, vec![1; 5])],
+                                ..Default::default()
+                            };
+                            if let Ok(seq) = client.append(p, &request, now) {
+                                let next = appends.entry(p).or_default();
+                                assert_eq!(seq, *next, "sequence numbers count up");
+                                *next += 1;
+                            }
+                        }
+                    }
+                    7 => {
+                        if let Some(&p) = pipelines.get(usize::from(b) % pipelines.len().max(1)) {
+                            client.close_pipeline(p, now);
+                        }
+                    }
+                    8 => {
+                        if let Some(&(call, _)) = streams.get(usize::from(b) % streams.len().max(1))
+                        {
+                            client.cancel(call, Status::new(Code::Cancelled, "gave up"), now);
+                        }
+                    }
+                    9 => {
+                        if let Some(&conn) = conns.get(usize::from(b) % conns.len().max(1)) {
+                            match ops.byte().unwrap_or(0) % 6 {
+                                0 => client.handle_connected(conn, now),
+                                1 => client.handle_connect_failed(conn, "refused", now),
+                                2 => client.handle_ping_ack(conn, now),
+                                3 => client.handle_max_streams(conn, Some(u32::from(b % 3)), now),
+                                4 => client.handle_goaway(conn, u32::from(b % 12), now),
+                                _ => client.handle_connection_lost(conn, "gone", now),
+                            }
+                        }
+                    }
+                    10..=14 => {
+                        if let Some(&(call, method)) =
+                            streams.get(usize::from(b) % streams.len().max(1))
+                        {
+                            match op % 20 {
+                                10 => {
+                                    let (parts, ()) =
+                                        raft_grpc_transport::head::response_head().into_parts();
+                                    client.handle_response_head(call, &parts, b & 0x80 != 0, now);
+                                }
+                                11 => {
+                                    let chunk = if b & 0x40 != 0 {
+                                        ops.chunk()
+                                    } else {
+                                        Bytes::from(framed(&response_for_body(method)))
+                                    };
+                                    client.handle_response_data(call, chunk, now);
+                                }
+                                12 => {
+                                    let code = Code::from_i32(i32::from(b % 17));
+                                    client.handle_response_trailers(
+                                        call,
+                                        &Status::new(code, "t").to_trailers(),
+                                        now,
+                                    );
+                                }
+                                13 => client.handle_stream_reset(call, u32::from(b % 14), now),
+                                _ => client.handle_stream_refused(call, now),
+                            }
+                        }
+                    }
+                    15 | 16 => {
+                        now += Duration::from_millis(u64::from(b));
+                        client.handle_timeout(now);
+                    }
+                    17 => {
+                        let capacity = usize::from(b) * 3;
+                        for &(call, _) in &streams {
+                            while let Some(t) = client.poll_transmit(call, capacity, now) {
+                                if let ClientTransmit::Data { data, .. } = t {
+                                    assert!(data.len() <= capacity);
+                                }
+                            }
+                        }
+                    }
+                    18 if b == 0x5a => {
+                        closing = true;
+                        client.close(now);
+                    }
+                    _ => client.remove_peer(peer, now),
+                }
+            }
+        }
+        while let Some(output) = client.poll_output() {
+            match output {
+                ClientOutput::Connect { conn, peer } => {
+                    assert!(peers.contains(&peer.as_str()));
+                    assert!(!conns.contains(&conn), "a connection id used twice");
+                    conns.push(conn);
+                }
+                ClientOutput::Close { conn } | ClientOutput::Ping { conn } => {
+                    assert!(conns.contains(&conn), "an unknown connection");
+                }
+                ClientOutput::OpenStream {
+                    conn,
+                    call,
+                    method,
+                    send_now,
+                    ..
+                } => {
+                    assert!(conns.contains(&conn));
+                    assert!(unary.contains(&call) || pipelines.contains(&call));
+                    if method == RpcMethod::AppendEntriesPipeline {
+                        assert_eq!(send_now, 0);
+                    }
+                    streams.push((call, method));
+                }
+                ClientOutput::Transmit { conn, call }
+                | ClientOutput::ReleaseCapacity { conn, call, .. } => {
+                    assert!(conns.contains(&conn));
+                    assert!(
+                        streams.iter().any(|(c, _)| *c == call),
+                        "an unopened stream"
+                    );
+                }
+            }
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                Event::Completed { call, .. } => {
+                    assert!(unary.contains(&call));
+                    assert!(completed.insert(call), "call {call:?} completed twice");
+                }
+                Event::Appended { pipeline, seq, .. } => {
+                    let seqs = appended.entry(pipeline).or_default();
+                    assert_eq!(seq, seqs.len() as u64, "appends complete in send order");
+                    seqs.push(seq);
+                }
+                Event::PipelineClosed { pipeline, .. } => {
+                    assert!(pipeline_closed.insert(pipeline), "a pipeline closed twice");
+                }
+                Event::PipelineOpened { pipeline } | Event::PipelineReady { pipeline } => {
+                    assert!(pipelines.contains(&pipeline));
+                }
+                Event::SnapshotWantsData { call } | Event::SnapshotProgress { call, .. } => {
+                    assert!(snapshots.contains(&call));
+                }
+            }
+        }
+        if closing {
+            // Time runs out whatever is left.
+            now += Duration::from_secs(1);
+            client.handle_timeout(now);
+        }
+    }
+    // Close completes everything, exactly once.
+    assert_eq!(completed, unary, "every call completes once after close");
+    for (pipeline, sent) in &appends {
+        let done = appended.get(pipeline).map_or(0, Vec::len) as u64;
+        assert_eq!(done, *sent, "every append of {pipeline:?} completes once");
+    }
+    for pipeline in &pipelines {
+        assert!(
+            pipeline_closed.contains(pipeline),
+            "{pipeline:?} never closed"
+        );
+    }
+}
+
+/// A response body for a call of `method`.
+fn response_for_body(method: RpcMethod) -> AppendEntriesResponse {
+    let _ = method;
+    AppendEntriesResponse {
+        term: 1,
+        success: true,
+        ..Default::default()
     }
 }
 
@@ -797,6 +1376,49 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 vec![3, 2, 3],
             ]
         }
+        // Ops: 0 open (method, conn, deadline), 2 data (stream, kind),
+        // 4 end, 5 reset, 6 connection lost, 7 time, 8 take, 10 answer,
+        // 12 read a snapshot, 13 take pipelined, 14 drop a pipeline, 15 close.
+        "server_endpoint" => vec![
+            // A vote with a deadline, taken and answered.
+            vec![0x00, 0, 0x42, 2, 0, 0, 4, 0, 8, 10, 0, 2],
+            // A heartbeat on the fast path, an append to the consumer.
+            vec![
+                0x10, 0, 0x01, 2, 0, 0, 4, 0, 0, 0x01, 2, 1, 1, 4, 1, 8, 10, 0, 3,
+            ],
+            // A pipeline apart, three appends, taken, one answered, dropped.
+            vec![
+                0x21, 0, 0x00, 2, 0, 1, 2, 0, 3, 2, 0, 5, 13, 13, 10, 0, 2, 14,
+            ],
+            // A snapshot of 6 bytes in two chunks, read, answered.
+            vec![
+                0x04, 0, 0x03, 2, 0, 4, 2, 0, 1, 2, 0, 3, 4, 0, 8, 12, 12, 12, 10, 0, 2,
+            ],
+            // Queued requests, a reset, a lost connection, time, close.
+            vec![
+                0x00, 0, 0x42, 2, 0, 0, 0, 0x84, 2, 1, 0, 5, 0, 8, 6, 1, 7, 200, 15, 0x5a,
+            ],
+        ],
+        // Ops: 0 call (peer, kind), 2 snapshot (size), 3 feed or finish it,
+        // 4 pipeline, 5 append, 7 close it, 8 cancel, 9 a connection input,
+        // 10 head, 11 data, 12 trailers, 13 reset, 14 refused, 15 time,
+        // 17 transmit, 18 close, 19 remove a peer.
+        "client_endpoint" => vec![
+            // A vote: connect, handshake, PING answer, response, trailers.
+            vec![0, 1, 9, 0, 0, 9, 0, 2, 17, 200, 10, 0, 11, 0, 12, 0],
+            // A pipeline with appends, then its connection is lost.
+            vec![
+                4, 0, 9, 0, 0, 9, 0, 2, 5, 0, 5, 0, 5, 0, 17, 100, 10, 0, 11, 0, 9, 0, 5,
+            ],
+            // A snapshot of 4 bytes fed and finished, then time runs out.
+            vec![
+                2, 4, 9, 0, 0, 9, 0, 2, 3, 0, 4, 1, 2, 3, 4, 3, 0x80, 17, 50, 15, 250,
+            ],
+            // Refused connects, GOAWAY, a refused stream, close.
+            vec![
+                0, 0, 0, 1, 9, 0, 1, 9, 1, 0, 9, 1, 2, 9, 1, 4, 14, 0, 18, 0x5a,
+            ],
+        ],
         "grpc_timeout" => vec![
             b"10S".to_vec(),
             b"99999999H".to_vec(),

@@ -405,7 +405,7 @@ impl<R: Runtime> GrpcTransport<R> {
     /// Closes the transport: pending and later calls fail with
     /// [`TransportError::Shutdown`], the listener stops, connections close
     /// gracefully, RPCs the server still holds (queued for the consumer or
-    /// delivered) are answered with `UNAVAILABLE` ("transport shut down"),
+    /// delivered) are answered with the shutdown status (`UNAVAILABLE`),
     /// and the consumer ends. Idempotent.
     pub async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
