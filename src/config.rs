@@ -16,7 +16,7 @@ use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN};
 use crate::http2::Http2Settings;
 use crate::pipeline::DEFAULT_MAX_IN_FLIGHT;
 use crate::pool::{Backoff, PoolConfig};
-use crate::server::ServerConfig;
+use crate::server::{ServerConfig, WindowConfig};
 use crate::snapshot::{DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT_SCALE};
 
 /// Everything a transport can be tuned with.
@@ -61,6 +61,12 @@ pub struct Config {
     pub stream_window: u32,
     /// HTTP/2 connection window (default 16 MiB).
     pub connection_window: u32,
+    /// How far a server connection's stream window grows when the link
+    /// can carry more than one window per round trip (default 32 MiB; set
+    /// it to `stream_window` for fixed windows). The growth follows a
+    /// bandwidth-delay estimate (see [`crate::flow`]); the cap bounds what
+    /// one peer can make a node buffer.
+    pub max_stream_window: u32,
     /// HTTP/2 SETTINGS_MAX_FRAME_SIZE (default 1 MiB; HTTP/2's default of
     /// 16 KiB cuts large messages into many frames).
     pub max_frame_size: u32,
@@ -110,6 +116,7 @@ impl Default for Config {
             pipeline_window: DEFAULT_MAX_IN_FLIGHT,
             stream_window: 1 << 20,
             connection_window: 16 << 20,
+            max_stream_window: 32 << 20,
             max_frame_size: 1 << 20,
             max_concurrent_streams: 1024,
             max_header_list_size: 16 << 10,
@@ -162,6 +169,11 @@ impl Config {
             handshake_timeout: self.connect_timeout,
             heartbeat_fast_path: false,
             pipelines_apart: false,
+            windows: WindowConfig {
+                initial_stream: self.stream_window,
+                initial_connection: self.connection_window,
+                max_stream: self.max_stream_window,
+            },
         }
     }
 

@@ -45,6 +45,7 @@
 //! * [`status`], [`head`], [`timeout`], [`metadata`], [`http2`]: gRPC
 //!   statuses and trailers, request and response heads and method routing,
 //!   `grpc-timeout`, binary metadata, HTTP/2 error codes and settings;
+//! * [`flow`]: receive windows sized from a bandwidth-delay estimate;
 //! * [`config`]: every knob, and the one place its default is written;
 //!   [`error`]: [`TransportError`], the typed outcome of a failed call;
 //!   [`reference`]: the reference answers `node serve` gives.
@@ -223,6 +224,7 @@ pub mod call;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod framing;
 pub mod head;
 pub mod heartbeat;

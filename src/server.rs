@@ -26,6 +26,9 @@
 //!   for a call that is over);
 //! * **answer order**: requests of a pipeline may be answered in any
 //!   order; the endpoint sends the answers back in request order;
+//! * **receive windows that follow the link**: while data arrives, a PING
+//!   measures the bandwidth-delay product and the connection's windows grow
+//!   with it, up to a cap ([`WindowConfig`], [`crate::flow`]);
 //! * **shutdown**: [`close`](ServerEndpoint::close) answers every request
 //!   it still holds, delivered or not, with `UNAVAILABLE` ("transport shut
 //!   down"), fails the readers of incoming snapshots with it, sends GOAWAY
@@ -42,6 +45,7 @@
 //!   [`handle_data`](ServerEndpoint::handle_data),
 //!   [`handle_end_of_stream`](ServerEndpoint::handle_end_of_stream),
 //!   [`handle_reset`](ServerEndpoint::handle_reset),
+//!   [`handle_ping_ack`](ServerEndpoint::handle_ping_ack),
 //!   [`handle_connection_lost`](ServerEndpoint::handle_connection_lost),
 //!   [`handle_timeout`](ServerEndpoint::handle_timeout).
 //! * Application commands: [`poll_rpc`](ServerEndpoint::poll_rpc),
@@ -102,6 +106,7 @@ use crate::call::{
     RespondError, ServerCall, ServerCallConfig, ServerEvent as CallEvent, ServerTransmit,
 };
 use crate::error::shutdown_status;
+use crate::flow::WindowTuner;
 use crate::head::{RequestRejection, RpcMethod, trailers_only};
 use crate::heartbeat::is_heartbeat;
 use crate::message::{AppendEntriesRequest, RaftRequest, RaftResponse};
@@ -127,6 +132,24 @@ pub struct ServerConfig {
     /// Each pipeline stream's appends go to a queue of their own
     /// ([`ServerEvent::PipelineOpened`]) instead of the consumer queue.
     pub pipelines_apart: bool,
+    /// The receive windows a connection starts with (as its HTTP/2
+    /// settings say), and how far they may grow with the link.
+    pub windows: WindowConfig,
+}
+
+/// The receive windows of a server connection: they start as the HTTP/2
+/// settings say and grow with a bandwidth-delay estimate
+/// ([`crate::flow::WindowTuner`]) up to `max_stream`, so that a snapshot
+/// over a long link is not held to one window per round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowConfig {
+    /// The initial stream window (SETTINGS_INITIAL_WINDOW_SIZE).
+    pub initial_stream: u32,
+    /// The initial connection window.
+    pub initial_connection: u32,
+    /// The most a stream window grows to (at most `initial_stream`: fixed
+    /// windows).
+    pub max_stream: u32,
 }
 
 impl Default for ServerConfig {
@@ -190,6 +213,25 @@ pub enum ServerOutput {
     Close {
         /// The connection.
         conn: ConnId,
+    },
+    /// Send an HTTP/2 PING on the connection (to measure the link) and
+    /// report its answer with
+    /// [`handle_ping_ack`](ServerEndpoint::handle_ping_ack). At most one
+    /// is in flight.
+    Ping {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Grow the connection's receive windows: SETTINGS_INITIAL_WINDOW_SIZE
+    /// to `stream_window` (for its streams, open ones too) and the
+    /// connection window to `connection_window`.
+    SetWindows {
+        /// The connection.
+        conn: ConnId,
+        /// The new initial stream window.
+        stream_window: u32,
+        /// The new connection window.
+        connection_window: u32,
     },
 }
 
@@ -290,12 +332,13 @@ struct Stream {
     transmit_queued: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Connection {
     streams: BTreeSet<StreamId>,
     /// When its handshake must be done (until it is).
     handshake_deadline: Option<Instant>,
     going_away: bool,
+    windows: WindowTuner,
 }
 
 /// The server side of the transport, for every connection of a node. See
@@ -405,17 +448,22 @@ impl ServerEndpoint {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let deadline = now.checked_add(self.config.handshake_timeout);
-        self.conns.insert(
-            conn,
-            Connection {
-                handshake_deadline: deadline,
-                ..Connection::default()
-            },
-        );
+        let connection = self.new_connection(deadline);
+        self.conns.insert(conn, connection);
         if self.closed {
             self.go_away(conn);
         }
         conn
+    }
+
+    fn new_connection(&self, handshake_deadline: Option<Instant>) -> Connection {
+        let w = self.config.windows;
+        Connection {
+            streams: BTreeSet::new(),
+            handshake_deadline,
+            going_away: false,
+            windows: WindowTuner::new(w.initial_stream, w.max_stream),
+        }
     }
 
     /// The connection's HTTP/2 handshake is done: streams may arrive.
@@ -455,7 +503,13 @@ impl ServerEndpoint {
             self.events
                 .push_back(ServerEvent::PipelineOpened { pipeline: id });
         }
-        self.conns.entry(conn).or_default().streams.insert(id);
+        if !self.conns.contains_key(&conn) {
+            let connection = self.new_connection(None);
+            self.conns.insert(conn, connection);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.streams.insert(id);
+        }
         self.streams.insert(
             id,
             Stream {
@@ -482,10 +536,32 @@ impl ServerEndpoint {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
-        if !data.is_empty() {
-            s.pending.push_back(data);
+        if data.is_empty() {
+            return;
         }
+        let conn = s.conn;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.windows.on_data(data.len(), now) {
+                self.outputs.push_back(ServerOutput::Ping { conn });
+            }
+        }
+        s.pending.push_back(data);
         self.process(stream, now);
+    }
+
+    /// The peer answered our PING on `conn`.
+    pub fn handle_ping_ack(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(window) = c.windows.on_ping_ack(now) {
+            let connection_window = window.max(self.config.windows.initial_connection);
+            self.outputs.push_back(ServerOutput::SetWindows {
+                conn,
+                stream_window: window,
+                connection_window,
+            });
+        }
     }
 
     /// The client finished sending on `stream` (END_STREAM).

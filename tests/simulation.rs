@@ -718,3 +718,47 @@ fn random_schedules_keep_every_promise() {
         .max_tests(10_000)
         .quickcheck(random_schedule as fn(Vec<Op>, u64) -> TestResult);
 }
+
+/// Seconds a 64 MiB snapshot takes over a 20 ms round trip with a 1 MiB
+/// initial stream window, and the window it ends with.
+fn snapshot_over_a_long_link(max_window: u32) -> (f64, usize) {
+    let mut config = SimConfig {
+        latency: Duration::from_millis(10),
+        bandwidth: 1e9,
+        stream_window: 1 << 20,
+        ..SimConfig::default()
+    };
+    config.server.windows.max_stream = max_window;
+    let mut sim = Sim::new(2, config);
+    let data = snapshot_data(64 << 20, 5);
+    let snap = sim.snapshot(0, 1, snapshot_meta(0, data.len()), data.clone(), 1 << 20);
+    sim.run_until_quiet(Duration::from_secs(120));
+    let (_, result, at) = sim.nodes[0]
+        .log
+        .completed
+        .iter()
+        .find(|(c, _, _)| *c == snap)
+        .unwrap();
+    assert!(
+        matches!(result, Ok(RaftResponse::InstallSnapshot(r)) if r.success),
+        "{result:?}"
+    );
+    assert!(sim.nodes[1].log.installs[0].1 == data[..]);
+    (at.as_secs_f64(), sim.window_of(0, 1))
+}
+
+#[test]
+fn receive_windows_grow_with_the_bandwidth_delay_product() {
+    let (fixed, fixed_window) = snapshot_over_a_long_link(1 << 20);
+    let (tuned, tuned_window) = snapshot_over_a_long_link(32 << 20);
+    println!(
+        "64 MiB over 20 ms: {fixed:.2} s with fixed 1 MiB windows, {tuned:.2} s tuned (window {tuned_window})"
+    );
+    assert_eq!(fixed_window, 1 << 20);
+    assert!(tuned_window > 8 << 20, "the window grew to {tuned_window}");
+    assert!(tuned_window <= 32 << 20, "the cap holds");
+    // One window per round trip is ~50 MB/s: 64 MiB takes > 1.3 s; grown
+    // windows carry it in a fraction of that.
+    assert!(fixed > 1.2, "{fixed} s with fixed windows");
+    assert!(tuned * 4.0 < fixed, "{tuned} s tuned, {fixed} s fixed");
+}

@@ -655,6 +655,11 @@ pub fn server_endpoint(data: &[u8]) {
         handshake_timeout: Duration::from_millis(100),
         heartbeat_fast_path: setup & 0x10 != 0,
         pipelines_apart: setup & 0x20 != 0,
+        windows: raft_grpc_transport::server::WindowConfig {
+            initial_stream: 256,
+            initial_connection: 1024,
+            max_stream: if setup & 0x40 != 0 { 1 << 16 } else { 256 },
+        },
     };
     let start = Instant::now();
     let mut now = start;
@@ -679,6 +684,7 @@ pub fn server_endpoint(data: &[u8]) {
             assert!(delivered.insert(id), "request {id:?} delivered twice");
             to_answer.push((id, method));
         };
+    let mut pinged: Vec<ConnId> = Vec::new();
     let mut closed = false;
     loop {
         let op = ops.byte();
@@ -739,6 +745,9 @@ pub fn server_endpoint(data: &[u8]) {
                 }
                 7 => {
                     now += Duration::from_millis(u64::from(ops.byte().unwrap_or(10)));
+                    for conn in pinged.drain(..) {
+                        server.handle_ping_ack(conn, now);
+                    }
                     server.handle_timeout(now);
                 }
                 8 | 9 => {
@@ -826,6 +835,18 @@ pub fn server_endpoint(data: &[u8]) {
                 }
                 ServerOutput::GoAway { conn } | ServerOutput::Close { conn } => {
                     assert!(conns.contains(&conn));
+                }
+                ServerOutput::Ping { conn } => {
+                    assert!(!pinged.contains(&conn), "a second PING in flight");
+                    pinged.push(conn);
+                }
+                ServerOutput::SetWindows {
+                    stream_window,
+                    connection_window,
+                    ..
+                } => {
+                    assert!(stream_window <= config.windows.max_stream);
+                    assert!(connection_window >= stream_window);
                 }
             }
         }

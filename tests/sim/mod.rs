@@ -102,6 +102,15 @@ enum Delivery {
     PingAck {
         key: ConnKey,
     },
+    /// The client answered a server's PING.
+    ServerPingAck {
+        key: ConnKey,
+    },
+    /// The server's new SETTINGS_INITIAL_WINDOW_SIZE reached the client.
+    Window {
+        key: ConnKey,
+        window: usize,
+    },
     ToServer {
         key: ConnKey,
         call: CallId,
@@ -141,6 +150,8 @@ struct SimConn {
     server_conn: Option<ConnId>,
     up: bool,
     goaway_sent: bool,
+    /// The client's send window per stream, as the server's SETTINGS say.
+    c2s_window: usize,
     c2s_busy: Duration,
     s2c_busy: Duration,
     streams: BTreeMap<CallId, SimStream>,
@@ -241,6 +252,10 @@ impl Sim {
                 client: ClientEndpoint::new(config.client),
                 server: ServerEndpoint::new(ServerConfig {
                     heartbeat_fast_path: true,
+                    windows: raft_grpc_transport::server::WindowConfig {
+                        initial_stream: config.stream_window as u32,
+                        ..config.server.windows
+                    },
                     ..config.server
                 }),
                 log: NodeLog::default(),
@@ -577,6 +592,25 @@ impl Sim {
                     self.after_client(key.0);
                 }
             }
+            Delivery::ServerPingAck { key } => {
+                let Some(c) = self.conns.get(&key).filter(|c| c.up) else {
+                    return;
+                };
+                let (server, Some(server_conn)) = (c.server, c.server_conn) else {
+                    return;
+                };
+                self.nodes[server].server.handle_ping_ack(server_conn, now);
+                self.after_server(server);
+            }
+            Delivery::Window { key, window } => {
+                if let Some(c) = self.conns.get_mut(&key) {
+                    c.c2s_window = window;
+                    let calls: Vec<CallId> = c.streams.keys().copied().collect();
+                    self.dirty
+                        .extend(calls.into_iter().map(|call| (key.0, call)));
+                    self.after_client(key.0);
+                }
+            }
             Delivery::ToServer { key, call, frame } => self.deliver_to_server(key, call, frame),
             Delivery::ToClient { key, call, frame } => {
                 if !self.conns.get(&key).is_some_and(|c| c.up) {
@@ -726,6 +760,24 @@ impl Sim {
                     ServerOutput::Close { conn } => {
                         if let Some(&key) = self.nodes[node].conns.get(&conn) {
                             self.drop_conn(key, true);
+                        }
+                    }
+                    ServerOutput::Ping { conn } => {
+                        if let Some(&key) = self.nodes[node].conns.get(&conn) {
+                            let there = self.transit(key, false, 8);
+                            let at = there + self.config.latency;
+                            self.schedule(at, Delivery::ServerPingAck { key });
+                        }
+                    }
+                    ServerOutput::SetWindows {
+                        conn,
+                        stream_window,
+                        ..
+                    } => {
+                        if let Some(&key) = self.nodes[node].conns.get(&conn) {
+                            let at = self.transit(key, false, 16);
+                            let window = stream_window as usize;
+                            self.schedule(at, Delivery::Window { key, window });
                         }
                     }
                 }
@@ -905,6 +957,17 @@ impl Sim {
         }
     }
 
+    /// The send window the client `client` has toward `server` on its
+    /// snapshot connection (the largest of its connections to it).
+    pub fn window_of(&self, client: usize, server: usize) -> usize {
+        self.conns
+            .iter()
+            .filter(|((c, _), conn)| *c == client && conn.server == server)
+            .map(|(_, conn)| conn.c2s_window)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Executes a node's client outputs and records its events.
     fn after_client(&mut self, node: usize) {
         let now = self.instant();
@@ -927,6 +990,7 @@ impl Sim {
                                 server_conn: None,
                                 up: !refused,
                                 goaway_sent: false,
+                                c2s_window: self.config.stream_window,
                                 c2s_busy: Duration::ZERO,
                                 s2c_busy: Duration::ZERO,
                                 streams: BTreeMap::new(),
@@ -1055,7 +1119,6 @@ impl Sim {
     /// anything was sent.
     fn client_transmit(&mut self, node: usize, call: CallId) -> bool {
         let now = self.instant();
-        let window = self.config.stream_window;
         let key = self
             .conns
             .iter()
@@ -1069,8 +1132,11 @@ impl Sim {
                 .is_some();
         };
         let mut sent = false;
-        while let Some(stream) = self.conns.get(&key).and_then(|c| c.streams.get(&call)) {
-            let capacity = window.saturating_sub(stream.c2s_unreleased);
+        while let Some(conn) = self.conns.get(&key) {
+            let Some(stream) = conn.streams.get(&call) else {
+                break;
+            };
+            let capacity = conn.c2s_window.saturating_sub(stream.c2s_unreleased);
             let Some(transmit) = self.nodes[node].client.poll_transmit(call, capacity, now) else {
                 break;
             };

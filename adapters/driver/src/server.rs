@@ -46,6 +46,8 @@ enum Command {
     Release { stream: StreamId, bytes: usize },
     GoAway,
     Close,
+    Ping,
+    SetWindows { stream: u32, connection: u32 },
 }
 
 #[derive(Default)]
@@ -226,6 +228,18 @@ impl ServerState {
                     } => self.command(conn, Command::Release { stream, bytes }),
                     ServerOutput::GoAway { conn } => self.command(conn, Command::GoAway),
                     ServerOutput::Close { conn } => self.command(conn, Command::Close),
+                    ServerOutput::Ping { conn } => self.command(conn, Command::Ping),
+                    ServerOutput::SetWindows {
+                        conn,
+                        stream_window,
+                        connection_window,
+                    } => self.command(
+                        conn,
+                        Command::SetWindows {
+                            stream: stream_window,
+                            connection: connection_window,
+                        },
+                    ),
                 }
             }
             while let Some(event) = self.endpoint.poll_event() {
@@ -438,9 +452,12 @@ pub(crate) async fn serve_connection(shared: Arc<ServerShared>, io: BoxIo) {
     shared.update(|s, now| s.endpoint.handle_handshake_done(conn, now));
     let mut driver = Connection {
         conn,
+        ping_pong: None,
+        ping_in_flight: false,
         connection,
         streams: BTreeMap::new(),
     };
+    driver.ping_pong = driver.connection.ping_pong();
     let lost = std::future::poll_fn(|cx| driver.poll(cx, &shared)).await;
     shared.update(|s, now| {
         s.conns.remove(&conn);
@@ -477,12 +494,15 @@ enum Input {
     Data(StreamId, Bytes),
     End(StreamId),
     Reset(StreamId, u32),
+    PingAck,
 }
 
 /// An established connection: h2's accept loop (which also drives its
 /// I/O) and its streams, polled by one task.
 struct Connection {
     conn: ConnId,
+    ping_pong: Option<h2::PingPong>,
+    ping_in_flight: bool,
     connection: h2::server::Connection<BoxIo, Bytes>,
     streams: BTreeMap<StreamId, Stream>,
 }
@@ -511,9 +531,32 @@ impl Connection {
                     }
                     Command::GoAway => self.connection.graceful_shutdown(),
                     Command::Close => return Poll::Ready("closed by the transport".to_owned()),
+                    Command::Ping => {
+                        if let Some(ping_pong) = &mut self.ping_pong {
+                            if ping_pong.send_ping(h2::Ping::opaque()).is_ok() {
+                                self.ping_in_flight = true;
+                            }
+                        }
+                    }
+                    Command::SetWindows { stream, connection } => {
+                        self.connection.set_target_window_size(connection);
+                        let _ = self.connection.set_initial_window_size(stream);
+                    }
                 }
             }
             let mut inputs = Vec::new();
+            if self.ping_in_flight {
+                if let Some(ping_pong) = &mut self.ping_pong {
+                    if let Poll::Ready(result) = ping_pong.poll_pong(cx) {
+                        self.ping_in_flight = false;
+                        progress = true;
+                        match result {
+                            Ok(_) => inputs.push(Input::PingAck),
+                            Err(e) => return Poll::Ready(e.to_string()),
+                        }
+                    }
+                }
+            }
             // New streams, and the connection's I/O.
             loop {
                 match self.connection.poll_accept(cx) {
@@ -552,6 +595,7 @@ impl Connection {
                         Input::Data(id, data) => s.endpoint.handle_data(id, data, now),
                         Input::End(id) => s.endpoint.handle_end_of_stream(id, now),
                         Input::Reset(id, code) => s.endpoint.handle_reset(id, code, now),
+                        Input::PingAck => s.endpoint.handle_ping_ack(conn, now),
                     }
                 }
                 let mut sent = false;

@@ -10,6 +10,7 @@
 mod go;
 mod orchestrate;
 mod protocol;
+mod proxy;
 mod report;
 mod stats;
 mod systems;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("client") => client(&args[1..]),
+        Some("link") => link(&args[1..]),
         _ => bench(&args),
     };
     match result {
@@ -65,6 +67,32 @@ fn serve(args: &[String]) -> Result<ExitCode, String> {
     let listen = flags.get("listen").map_or("127.0.0.1:0", String::as_str);
     systems::serve(system, listen)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `link --target ADDR --rtt-ms N [--mbps M]`: an emulated link in front
+/// of a server, until killed; prints the address to connect to.
+fn link(args: &[String]) -> Result<ExitCode, String> {
+    let flags = flags(args)?;
+    let target = flags
+        .get("target")
+        .ok_or("link: missing --target")?
+        .parse()
+        .map_err(|e| format!("link: --target: {e}"))?;
+    let rtt: f64 = flags
+        .get("rtt-ms")
+        .ok_or("link: missing --rtt-ms")?
+        .parse()
+        .map_err(|e| format!("link: --rtt-ms: {e}"))?;
+    let rate = match flags.get("mbps") {
+        Some(m) => Some(m.parse::<f64>().map_err(|e| format!("link: --mbps: {e}"))? * 1e6),
+        None => None,
+    };
+    let link = proxy::Link::start(target, std::time::Duration::from_secs_f64(rtt / 1e3), rate)
+        .map_err(|e| format!("link: {e}"))?;
+    println!("{}", link.addr());
+    loop {
+        std::thread::park();
+    }
 }
 
 fn client(args: &[String]) -> Result<ExitCode, String> {
