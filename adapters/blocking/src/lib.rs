@@ -1,34 +1,26 @@
 //! A blocking gRPC transport for Raft, for programs without an async
 //! runtime.
 //!
-//! [`BlockingTransport`] is the smol adapter's
-//! [`GrpcTransport`] behind
+//! [`BlockingTransport`] is the transport (the h2 driver,
+//! `raft-grpc-transport-driver`, on the [`BlockingRuntime`]) behind
 //! blocking methods and std types: std listeners and streams in, `std::io`
 //! readers for snapshots both ways, a blocking consumer shaped like
-//! `std::sync::mpsc::Receiver`, a blocking pipeline. It adds no second copy
-//! of the HTTP/2 logic: every call is the async transport's, run to
-//! completion on the calling thread.
+//! `std::sync::mpsc::Receiver`, a blocking pipeline. It depends on no async
+//! executor or reactor crate.
 //!
 //! # Threads
 //!
-//! You create no executor. The transport's work runs on threads the
-//! underlying crates own:
-//! * smol's global executor (one thread by default; `SMOL_THREADS` sets
-//!   more) runs each connection's HTTP/2 driver and each stream's task;
-//! * async-io's reactor thread (`async-io`) waits on every socket and
-//!   timer;
-//! * name resolution of peer addresses that are not IP literals runs on
-//!   the `blocking` crate's pool, on demand.
-//!
-//! A blocking method parks only its caller's thread (with
-//! `futures_lite::future::block_on`), so any number of threads may call at
-//! once. The heartbeat handler runs on the executor thread: it must not
-//! block.
+//! Every connection has a thread of its own, which waits in `epoll` for
+//! its socket and runs the connection's HTTP/2 when it is ready; the
+//! listener and each endpoint's timer have one too (see [`runtime`]). A
+//! blocking method parks only its caller's thread, and the connection that
+//! finishes the call wakes it directly: one wake-up each way, no executor
+//! or reactor thread in between. Any number of threads may call at once.
+//! The heartbeat handler runs on a connection's thread: it must not block.
 //!
 //! ```
 //! use std::thread;
 //! use raft_grpc_transport::message::{RequestVoteRequest, RpcHeader};
-//! use raft_grpc_transport::reference;
 //! use raft_grpc_transport_blocking::{BlockingTransport, Config};
 //!
 //! let follower = BlockingTransport::bind("127.0.0.1:0", Config::default())?;
@@ -55,15 +47,16 @@
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod runtime;
+
 use std::io::{self, Read};
 use std::sync::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
 use bytes::Bytes;
-use futures_lite::AsyncReadExt;
-use futures_lite::future::{self, block_on};
 use raft_grpc_transport::Status;
+use raft_grpc_transport::client::{OutgoingRpc, UnaryRequest};
+pub use raft_grpc_transport::config::Config;
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
@@ -73,7 +66,25 @@ use raft_grpc_transport::snapshot::SnapshotProgress;
 use raft_grpc_transport_api::migration::MigrationTransport;
 use raft_grpc_transport_api::{AppendPipeline, Transport};
 pub use raft_grpc_transport_api::{HeartbeatHandler, Responder, TransportError};
-pub use raft_grpc_transport_smol::{Config, Connector, GrpcTransport, tcp_connector};
+pub use raft_grpc_transport_driver::inmem::InmemConfig;
+pub use raft_grpc_transport_driver::{IncomingPipeline, PipelineHandler};
+pub use runtime::{BlockingIo, BlockingListener, BlockingRuntime, block_on, block_on_until};
+
+/// The async transport on the blocking runtime (for code that awaits, or
+/// that wraps it, as [`Blocking`] does).
+pub type GrpcTransport = raft_grpc_transport_driver::GrpcTransport<BlockingRuntime>;
+/// Opens the byte stream to a peer address (a custom socket): any
+/// [`BlockingIo`].
+pub type Connector = raft_grpc_transport_driver::Connector<BlockingIo>;
+/// An in-memory network of transports on the blocking runtime.
+pub type InmemNetwork = raft_grpc_transport_driver::inmem::InmemNetwork<BlockingRuntime>;
+/// A transport on an [`InmemNetwork`].
+pub type InmemTransport = GrpcTransport;
+
+/// The default connector: TCP with TCP_NODELAY.
+pub fn tcp_connector() -> Connector {
+    raft_grpc_transport_driver::tcp_connector(BlockingRuntime)
+}
 
 /// The gRPC transport with blocking methods: [`Blocking`] over
 /// [`GrpcTransport`], with std listeners and streams in and an
@@ -94,7 +105,7 @@ impl Blocking<GrpcTransport> {
         config: Config,
     ) -> io::Result<BlockingTransport> {
         Ok(Blocking::new(GrpcTransport::from_listener(
-            Async::new(listener)?,
+            BlockingListener::from_std(listener)?,
             config,
         )?))
     }
@@ -120,8 +131,15 @@ impl Blocking<GrpcTransport> {
     /// background, until it closes.
     pub fn serve_connection(&self, stream: std::net::TcpStream) -> io::Result<()> {
         stream.set_nodelay(true)?;
-        self.inner.serve_connection(Async::new(stream)?);
+        stream.set_nonblocking(true)?;
+        self.inner.serve_connection(stream);
         Ok(())
+    }
+
+    /// Hands every AppendEntries pipeline stream a peer opens to `handler`
+    /// (see `GrpcTransport::set_pipeline_handler`).
+    pub fn set_pipeline_handler(&self, handler: Option<PipelineHandler>) {
+        self.inner.set_pipeline_handler(handler);
     }
 
     /// Where incoming RPCs arrive, shaped like `std::sync::mpsc::Receiver`.
@@ -203,7 +221,10 @@ impl SnapshotRead {
 
 impl Read for SnapshotRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        block_on(self.inner.read(buf))
+        let inner = &mut self.inner;
+        block_on(std::future::poll_fn(|cx| {
+            futures_io::AsyncRead::poll_read(std::pin::Pin::new(&mut *inner), cx, buf)
+        }))
     }
 }
 
@@ -212,7 +233,7 @@ impl Read for SnapshotRead {
 /// queue.
 #[derive(Debug, Clone)]
 pub struct Consumer {
-    inner: raft_grpc_transport_smol::Consumer,
+    inner: raft_grpc_transport_driver::Consumer,
 }
 
 impl Consumer {
@@ -225,11 +246,7 @@ impl Consumer {
 
     /// Waits at most `timeout` for the next RPC.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Rpc, RecvTimeoutError> {
-        let received = block_on(future::or(async { Some(self.inner.recv().await) }, async {
-            Timer::after(timeout).await;
-            None
-        }));
-        match received {
+        match block_on_until(self.inner.recv(), Some(Instant::now() + timeout)) {
             Some(Some(rpc)) => Ok(Rpc::from_async(rpc)),
             Some(None) => Err(RecvTimeoutError::Disconnected),
             None => Err(RecvTimeoutError::Timeout),
@@ -261,13 +278,13 @@ impl IntoIterator for Consumer {
 }
 
 /// The gRPC transport's blocking pipeline.
-pub type Pipeline = BlockingPipeline<raft_grpc_transport_smol::Pipeline>;
+pub type Pipeline = BlockingPipeline<raft_grpc_transport_driver::Pipeline<BlockingRuntime>>;
 
 /// A `std::io::Read` seen as an `AsyncRead` whose reads complete at once:
 /// they block the calling thread, which is blocked in the call anyway.
 struct StdRead<R>(R);
 
-impl<R: Read + Unpin> futures_lite::AsyncRead for StdRead<R> {
+impl<R: Read + Unpin> futures_io::AsyncRead for StdRead<R> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
@@ -309,13 +326,7 @@ impl<T: Transport> Blocking<T> {
 
     /// Waits at most `timeout` for the next incoming RPC.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Rpc, RecvTimeoutError> {
-        let received = block_on(future::or(
-            async { Some(self.inner.recv_rpc().await) },
-            async {
-                Timer::after(timeout).await;
-                None
-            },
-        ));
+        let received = block_on_until(self.inner.recv_rpc(), Some(Instant::now() + timeout));
         match received {
             Some(Some(rpc)) => Ok(Rpc::from_async(rpc)),
             Some(None) => Err(RecvTimeoutError::Disconnected),
@@ -328,13 +339,27 @@ impl<T: Transport> Blocking<T> {
         self.inner.set_heartbeat_handler(handler);
     }
 
+    /// Sends one unary RPC of any kind and waits for its answer.
+    pub fn call(&self, target: &str, rpc: OutgoingRpc) -> Result<RaftResponse, TransportError> {
+        block_on(self.inner.call(target, rpc))
+    }
+
+    /// Sends a unary request and waits for its typed response.
+    pub fn unary<Q: UnaryRequest + Send>(
+        &self,
+        target: &str,
+        request: Q,
+    ) -> Result<Q::Response, TransportError> {
+        block_on(self.inner.unary(target, request))
+    }
+
     /// Sends AppendEntries and waits for the answer.
     pub fn append_entries(
         &self,
         target: &str,
         request: AppendEntriesRequest,
     ) -> Result<AppendEntriesResponse, TransportError> {
-        block_on(self.inner.append_entries(target, request))
+        self.unary(target, request)
     }
 
     /// Sends RequestVote and waits for the answer.
@@ -343,7 +368,7 @@ impl<T: Transport> Blocking<T> {
         target: &str,
         request: RequestVoteRequest,
     ) -> Result<RequestVoteResponse, TransportError> {
-        block_on(self.inner.request_vote(target, request))
+        self.unary(target, request)
     }
 
     /// Sends RequestPreVote and waits for the answer.
@@ -352,7 +377,7 @@ impl<T: Transport> Blocking<T> {
         target: &str,
         request: RequestPreVoteRequest,
     ) -> Result<RequestPreVoteResponse, TransportError> {
-        block_on(self.inner.request_pre_vote(target, request))
+        self.unary(target, request)
     }
 
     /// Sends TimeoutNow and waits for the answer.
@@ -361,7 +386,7 @@ impl<T: Transport> Blocking<T> {
         target: &str,
         request: TimeoutNowRequest,
     ) -> Result<TimeoutNowResponse, TransportError> {
-        block_on(self.inner.timeout_now(target, request))
+        self.unary(target, request)
     }
 
     /// Streams a snapshot read from `data` (on this thread).

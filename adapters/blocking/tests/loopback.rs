@@ -1,6 +1,6 @@
 //! The blocking transport over real loopback sockets, driven from plain
-//! threads: the smol adapter's matrix, and both adapters talking to each
-//! other.
+//! threads: the smol adapter's matrix, and blocking and smol nodes talking
+//! to each other.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use bytes::Bytes;
 use raft_grpc_transport::Code;
 use raft_grpc_transport::message::*;
 use raft_grpc_transport_api::TransportError;
-use raft_grpc_transport_blocking::{BlockingTransport, Config, GrpcTransport};
+use raft_grpc_transport_blocking::{BlockingTransport, Config};
+use raft_grpc_transport_smol::GrpcTransport as SmolTransport;
 
 fn header() -> RpcHeader {
     RpcHeader::new(3, "blocking", "127.0.0.1:0")
@@ -137,7 +138,7 @@ fn blocking_and_smol_nodes_talk_both_ways() {
     // A blocking server, an async client.
     let blocking_server = serve(Config::default());
     let answer = futures_lite::future::block_on(async {
-        let client = GrpcTransport::builder("async", Config::default()).build();
+        let client = SmolTransport::builder("async", Config::default()).build();
         let vote = client
             .request_vote(
                 blocking_server.local_addr(),
@@ -154,7 +155,7 @@ fn blocking_and_smol_nodes_talk_both_ways() {
 
     // An async server, a blocking client.
     let async_server =
-        futures_lite::future::block_on(GrpcTransport::bind("127.0.0.1:0", Config::default()))
+        futures_lite::future::block_on(SmolTransport::bind("127.0.0.1:0", Config::default()))
             .unwrap();
     let consumer = async_server.consumer();
     let me = RpcHeader::new(3, "async-server", async_server.local_addr().to_owned());

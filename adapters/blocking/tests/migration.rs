@@ -8,7 +8,7 @@ use raft_grpc_transport::message::*;
 use raft_grpc_transport_api::TransportError;
 use raft_grpc_transport_api::migration::{MigrationTransport, fallback_on_either};
 use raft_grpc_transport_blocking::Blocking;
-use raft_grpc_transport_smol::{InmemConfig, InmemNetwork, InmemTransport};
+use raft_grpc_transport_blocking::{InmemConfig, InmemNetwork, InmemTransport};
 
 /// Answers every RPC like `node serve`, on a thread of its own.
 fn answer_all(transport: InmemTransport, id: &'static str) {
