@@ -469,9 +469,10 @@ impl Runtime for BlockingRuntime {
         listener.listener.local_addr()
     }
 
-    fn accept(
-        listener: &BlockingListener,
-    ) -> impl Future<Output = io::Result<BlockingIo>> + Send + '_ {
+    fn accept<'a>(
+        &'a self,
+        listener: &'a BlockingListener,
+    ) -> impl Future<Output = io::Result<BlockingIo>> + Send + 'a {
         Accepting { listener }
     }
 

@@ -149,7 +149,7 @@ impl<R: Runtime> GrpcTransport<R> {
     /// peers know it by.
     pub fn builder(local_addr: impl Into<String>, config: Config) -> Builder<R> {
         Builder {
-            runtime: R::default(),
+            runtime: None,
             local_addr: local_addr.into(),
             config,
             connector: None,
@@ -424,7 +424,8 @@ impl<R: Runtime> GrpcTransport<R> {
 
 /// Builds a [`GrpcTransport`] that listens on nothing by itself.
 pub struct Builder<R: Runtime> {
-    runtime: R,
+    /// `None`: `R::default()`, taken when the transport is built.
+    runtime: Option<R>,
     local_addr: String,
     config: Config,
     /// `None`: TCP through the runtime.
@@ -448,7 +449,7 @@ impl<R: Runtime> Builder<R> {
 
     /// Runs the transport on `runtime` instead of `R::default()`.
     pub fn runtime(mut self, runtime: R) -> Builder<R> {
-        self.runtime = runtime;
+        self.runtime = Some(runtime);
         self
     }
 
@@ -460,16 +461,16 @@ impl<R: Runtime> Builder<R> {
 
     /// The transport.
     pub fn build(self) -> GrpcTransport<R> {
+        let runtime = self.runtime.unwrap_or_default();
         let http2 = self.config.http2();
-        let server = ServerShared::new(&self.runtime, self.config.server(), http2);
+        let server = ServerShared::new(&runtime, self.config.server(), http2);
         let connector = self
             .connector
-            .unwrap_or_else(|| into_h2_connector::<R>(tcp_connector(self.runtime.clone())));
-        let client =
-            ClientShared::new(self.runtime.clone(), self.config.client(), http2, connector);
+            .unwrap_or_else(|| into_h2_connector::<R>(tcp_connector(runtime.clone())));
+        let client = ClientShared::new(runtime.clone(), self.config.client(), http2, connector);
         GrpcTransport {
             inner: Arc::new(Inner {
-                runtime: self.runtime,
+                runtime,
                 local_addr: self.local_addr,
                 client,
                 server,

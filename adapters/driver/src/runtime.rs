@@ -68,7 +68,10 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
 
     /// Accepts the next connection (TCP_NODELAY on).
-    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<Self::Io>> + Send + '_;
+    fn accept<'a>(
+        &'a self,
+        listener: &'a Self::Listener,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'a;
 
     /// The stream, as HTTP/2 reads and writes it.
     fn into_h2(io: Self::Io) -> BoxIo;

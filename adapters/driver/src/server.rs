@@ -384,9 +384,20 @@ pub(crate) fn serve_listener<R: Runtime>(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     shared.listening.fetch_add(1, Ordering::SeqCst);
     async move {
+        // Counted down however the loop ends (a panicking backend too),
+        // so that close never waits for a loop that is gone.
+        let _stopped = Stopped(shared.clone());
         accept_loop(&runtime, &shared, listener).await;
-        shared.listening.fetch_sub(1, Ordering::SeqCst);
-        shared.stopped.notify(usize::MAX);
+    }
+}
+
+/// Counts an accept loop out when dropped.
+struct Stopped(Arc<ServerShared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.listening.fetch_sub(1, Ordering::SeqCst);
+        self.0.stopped.notify(usize::MAX);
     }
 }
 
@@ -397,7 +408,7 @@ async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listen
         if shared.is_closed() {
             return;
         }
-        let accepted = future::or(async { Some(R::accept(&listener).await) }, async {
+        let accepted = future::or(async { Some(runtime.accept(&listener).await) }, async {
             shutdown.await;
             None
         })

@@ -163,7 +163,7 @@ impl Runtime for SmolRuntime {
         listener.get_ref().local_addr()
     }
 
-    async fn accept(listener: &Async<TcpListener>) -> std::io::Result<SmolIo> {
+    async fn accept(&self, listener: &Async<TcpListener>) -> std::io::Result<SmolIo> {
         let (stream, _) = listener.accept().await?;
         stream.get_ref().set_nodelay(true)?;
         Ok(SmolIo::from(stream))
