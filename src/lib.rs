@@ -48,7 +48,7 @@
 //! * [`flow`]: receive windows sized from a bandwidth-delay estimate;
 //! * [`config`]: every knob, and the one place its default is written;
 //!   [`error`]: [`TransportError`], the typed outcome of a failed call;
-//!   [`reference`]: the reference answers `node serve` gives.
+//!   [`mod@reference`]: the reference answers `node serve` gives.
 //!
 //! Every error that bad input can cause is a typed error with a
 //! `status()` giving the gRPC status to answer or fail the call with.
@@ -64,7 +64,10 @@
 //! stream has something to send, or HTTP/2 grants it capacity, pull
 //! `poll_transmit(stream, capacity)` until it returns `None`. Receive
 //! capacity is released exactly as the `ReleaseCapacity` outputs say.
-//! Spurious timeouts are harmless.
+//! Spurious timeouts are harmless. A driver may batch — feed all the
+//! inputs of one pass over its sockets, then drain once: the endpoints
+//! ignore inputs about connections, calls or streams they have already
+//! forgotten, so no order of batched inputs loses an outcome.
 //!
 //! A complete run loop: a client endpoint calls a server endpoint over a
 //! toy link that delivers every frame at once, the way a driver would over

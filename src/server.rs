@@ -186,7 +186,9 @@ pub struct IncomingRpc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerOutput {
     /// `stream` has something to send: pull
-    /// [`poll_transmit`](ServerEndpoint::poll_transmit).
+    /// [`poll_transmit`](ServerEndpoint::poll_transmit). It is given once
+    /// until `poll_transmit` is called for the stream: a driver that cannot
+    /// send at once must remember it.
     Transmit {
         /// The connection.
         conn: ConnId,
@@ -204,7 +206,9 @@ pub enum ServerOutput {
         bytes: usize,
     },
     /// Shut the connection down gracefully: GOAWAY, no new streams, close
-    /// once its streams are done.
+    /// once its streams are done. It may come before the connection's
+    /// HTTP/2 handshake is done (a connection accepted after `close`, or
+    /// `close` during a handshake): send it once the handshake is.
     GoAway {
         /// The connection.
         conn: ConnId,

@@ -41,12 +41,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The README's Rust examples (smol and blocking), compiled and run as
-/// doctests here, where both adapters are at hand.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
-
 pub mod runtime;
 
 use std::io::{self, Read};

@@ -14,3 +14,9 @@
 //!
 //! What a backend must do beyond the suite (its own API, running under
 //! other executors) is tested in the backend's crate.
+
+/// The README's Rust examples (smol, tokio, blocking, migration), compiled
+/// and run as doctests here, where every backend is at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
