@@ -33,6 +33,7 @@ use raft_grpc_transport::message::{AppendEntriesResponse, RaftResponse};
 use raft_grpc_transport::pool::ConnId;
 use raft_grpc_transport::snapshot::SnapshotProgress;
 
+use crate::capacity;
 use crate::h2_error::Failure;
 use crate::runtime::{BoxIo, Connector, Runtime};
 
@@ -733,11 +734,8 @@ fn transmit(
     };
     let mut progress = false;
     loop {
-        let wanted = endpoint.send_wanted(call);
-        if wanted > 0 {
-            send.reserve_capacity(wanted);
-        }
-        let capacity = send.capacity().max(std::mem::take(send_now));
+        let capacity =
+            capacity::granted(send, endpoint.send_wanted(call)).max(std::mem::take(send_now));
         let mut room = capacity;
         let mut sent_any = false;
         while let Some(transmit) = endpoint.poll_transmit(call, room, now) {
@@ -758,9 +756,8 @@ fn transmit(
             return progress;
         }
         // More to send than h2 granted: ask to be woken when it grants more.
-        match send.poll_capacity(cx) {
-            Poll::Ready(Some(Ok(granted))) if granted > 0 => continue,
-            _ => return progress,
+        if !capacity::more_granted(send, cx) {
+            return progress;
         }
     }
 }

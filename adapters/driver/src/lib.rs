@@ -26,11 +26,12 @@
 //! Modules: [`runtime`] (the trait, byte streams, connectors), `client`
 //! and `server` (the two halves), `incoming` ([`Consumer`],
 //! [`IncomingPipeline`], snapshot readers), [`inmem`] (an in-memory network
-//! of transports over in-memory streams), and `h2_error` (the one reading
-//! of h2's errors).
+//! of transports over in-memory streams), `h2_error` (the one reading of
+//! h2's errors) and `capacity` (the one way both halves get send capacity).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod capacity;
 mod client;
 mod h2_error;
 mod incoming;

@@ -31,6 +31,7 @@ use raft_grpc_transport::server::{
 use raft_grpc_transport::{Code, Status};
 use raft_grpc_transport_api::HeartbeatHandler;
 
+use crate::capacity;
 use crate::client::ROUNDS_PER_POLL;
 use crate::h2_error::Failure;
 use crate::incoming::IncomingPipeline;
@@ -690,13 +691,7 @@ fn transmit(
     let mut progress = false;
     loop {
         let capacity = match &mut stream.send {
-            Some(send) => {
-                let wanted = endpoint.send_wanted(id);
-                if wanted > 0 {
-                    send.reserve_capacity(wanted);
-                }
-                send.capacity()
-            }
+            Some(send) => capacity::granted(send, endpoint.send_wanted(id)),
             None => 0,
         };
         let mut room = capacity;
@@ -751,9 +746,8 @@ fn transmit(
         let Some(send) = &mut stream.send else {
             return progress;
         };
-        match send.poll_capacity(cx) {
-            Poll::Ready(Some(Ok(granted))) if granted > 0 => continue,
-            _ => return progress,
+        if !capacity::more_granted(send, cx) {
+            return progress;
         }
     }
 }
