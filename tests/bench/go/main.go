@@ -12,10 +12,13 @@
 //
 //	raft-grpc-bench-go client --system S --target ADDR --scenario SC
 //	    --payload N --ops N --warmup N --window N --snapshot-bytes N --interval-us N
+//	    [--marks 1]
 //
 // runs one measurement and prints one JSON object (latencies_ns, ops,
 // elapsed_ns, bytes, peak_rss_kib) on stdout, or exits 1 with the reason on
-// stderr.
+// stderr. With --marks 1 it prints the line "mark start" right before the
+// measured phase and "mark end" right after it, each time waiting for a
+// line on stdin: the orchestrator reads both processes' CPU time meanwhile.
 //
 // Both systems implement hashicorp/raft's raft.Transport, so one client
 // and one consumer serve both. The server's consumer handles RPCs one at a
@@ -164,11 +167,27 @@ func consume(rpcs <-chan raft.RPC, h raft.RPCHeader) {
 }
 
 type clientArgs struct {
-	system, target, scenario     string
-	payload, ops, warmup, window int
-	snapshotBytes                int64
-	interval                     time.Duration
+	system, target, scenario            string
+	payload, ops, warmup, window, marks int
+	snapshotBytes                       int64
+	interval                            time.Duration
 }
+
+// stdin carries the orchestrator's answers to the marks.
+var stdin = bufio.NewReader(os.Stdin)
+
+// mark prints a phase mark and waits for the orchestrator's answer (when
+// --marks is set); end of input does not block.
+func (a clientArgs) mark(line string) {
+	if a.marks == 0 {
+		return
+	}
+	fmt.Fprintln(os.Stdout, line)
+	_, _ = stdin.ReadString('\n')
+}
+
+func (a clientArgs) measuringStarts() { a.mark("mark start") }
+func (a clientArgs) measuringEnds()   { a.mark("mark end") }
 
 type report struct {
 	LatenciesNs []uint64 `json:"latencies_ns,omitempty"`
@@ -191,6 +210,7 @@ func client(argv []string) error {
 	fs.IntVar(&a.window, "window", goGrpcWindow, "appends in flight")
 	fs.Int64Var(&a.snapshotBytes, "snapshot-bytes", 0, "snapshot size")
 	fs.Int64Var(&intervalUs, "interval-us", 2000, "heartbeat interval, µs")
+	fs.IntVar(&a.marks, "marks", 0, "1: mark the measured phase on stdout, wait for stdin")
 	if err := fs.Parse(argv); err != nil {
 		return err
 	}
@@ -266,6 +286,7 @@ func measure(trans raft.Transport, a clientArgs) (report, error) {
 			}
 		}
 		lat := make([]uint64, 0, a.ops)
+		a.measuringStarts()
 		start := time.Now()
 		for i := 0; i < a.ops; i++ {
 			at := time.Now()
@@ -275,6 +296,7 @@ func measure(trans raft.Transport, a clientArgs) (report, error) {
 			lat = append(lat, uint64(time.Since(at)))
 		}
 		elapsed := time.Since(start)
+		a.measuringEnds()
 		return report{LatenciesNs: lat, Ops: uint64(a.ops), ElapsedNs: uint64(elapsed), Bytes: uint64(a.ops * a.payload)}, nil
 	case "pipeline":
 		req := appendRequest(a.payload)
@@ -285,33 +307,41 @@ func measure(trans raft.Transport, a clientArgs) (report, error) {
 		if err := pipelined(p, req, a.warmup); err != nil {
 			return report{}, err
 		}
+		a.measuringStarts()
 		start := time.Now()
 		if err := pipelined(p, req, a.ops); err != nil {
 			return report{}, err
 		}
 		elapsed := time.Since(start)
+		a.measuringEnds()
 		_ = p.Close()
 		return report{Ops: uint64(a.ops), ElapsedNs: uint64(elapsed), Bytes: uint64(a.ops * a.payload)}, nil
 	case "snapshot":
+		a.measuringStarts()
 		elapsed, err := snapshot(trans, target, a.snapshotBytes)
 		if err != nil {
 			return report{}, err
 		}
+		a.measuringEnds()
 		return report{Ops: 1, ElapsedNs: uint64(elapsed), Bytes: uint64(a.snapshotBytes)}, nil
 	case "heartbeat_idle":
 		if err := warmHeartbeats(trans, target, a.warmup); err != nil {
 			return report{}, err
 		}
+		a.measuringStarts()
 		start := time.Now()
 		lat, err := heartbeats(trans, target, a.interval, a.ops, nil)
 		if err != nil {
 			return report{}, err
 		}
-		return report{LatenciesNs: lat, Ops: uint64(len(lat)), ElapsedNs: uint64(time.Since(start))}, nil
+		elapsed := time.Since(start)
+		a.measuringEnds()
+		return report{LatenciesNs: lat, Ops: uint64(len(lat)), ElapsedNs: uint64(elapsed)}, nil
 	case "heartbeat_under_snapshot":
 		if err := warmHeartbeats(trans, target, a.warmup); err != nil {
 			return report{}, err
 		}
+		a.measuringStarts()
 		done := make(chan struct{})
 		var elapsed time.Duration
 		var snapErr error
@@ -327,6 +357,7 @@ func measure(trans raft.Transport, a clientArgs) (report, error) {
 		if err != nil {
 			return report{}, err
 		}
+		a.measuringEnds()
 		return report{LatenciesNs: lat, Ops: uint64(len(lat)), ElapsedNs: uint64(elapsed)}, nil
 	}
 	return report{}, fmt.Errorf("unknown scenario %q", a.scenario)

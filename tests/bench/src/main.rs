@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod go;
+mod machine;
 mod orchestrate;
 mod protocol;
 mod proxy;
@@ -69,8 +70,10 @@ fn serve(args: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `link --target ADDR --rtt-ms N [--mbps M]`: an emulated link in front
-/// of a server, until killed; prints the address to connect to.
+/// `link --target ADDR --rtt-ms N [--mbps M] [--until-eof]`: an emulated
+/// link in front of a server, until killed (or, with `--until-eof`, until
+/// stdin closes, as the orchestrator runs it); prints the address to
+/// connect to.
 fn link(args: &[String]) -> Result<ExitCode, String> {
     let flags = flags(args)?;
     let target = flags
@@ -89,7 +92,11 @@ fn link(args: &[String]) -> Result<ExitCode, String> {
     };
     let link = proxy::Link::start(target, std::time::Duration::from_secs_f64(rtt / 1e3), rate)
         .map_err(|e| format!("link: {e}"))?;
-    println!("{}", link.addr());
+    systems::announce(&link.addr().to_string());
+    if flags.contains_key("until-eof") {
+        systems::wait_for_stdin_eof();
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
         std::thread::park();
     }
@@ -110,7 +117,17 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
     for name in flags.keys() {
         if !matches!(
             name.as_str(),
-            "quick" | "json" | "svg" | "runs" | "systems" | "scenarios" | "snapshot-bytes" | "pin"
+            "quick"
+                | "json"
+                | "svg"
+                | "runs"
+                | "systems"
+                | "scenarios"
+                | "snapshot-bytes"
+                | "pin"
+                | "rtt-ms"
+                | "link-snapshot-bytes"
+                | "link-mbps"
         ) {
             return Err(format!("unknown option --{name}"));
         }
@@ -139,6 +156,21 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
         settings.snapshot_bytes = bytes
             .parse()
             .map_err(|e| format!("--snapshot-bytes: {e}"))?;
+    }
+    if let Some(list) = flags.get("rtt-ms") {
+        settings.rtts = orchestrate::parse_rtt_list(list)?;
+    }
+    if let Some(bytes) = flags.get("link-snapshot-bytes") {
+        settings.link_snapshot_bytes = bytes
+            .parse()
+            .map_err(|e| format!("--link-snapshot-bytes: {e}"))?;
+    }
+    if let Some(mbps) = flags.get("link-mbps") {
+        let mbps: f64 = mbps.parse().map_err(|e| format!("--link-mbps: {e}"))?;
+        if !(mbps.is_finite() && mbps > 0.0) {
+            return Err("--link-mbps: expected a positive number of MB/s".to_owned());
+        }
+        settings.link_mbps = Some(mbps);
     }
     if let Some(pin) = flags.get("pin") {
         let (server, client) = pin

@@ -4,11 +4,28 @@
 //!
 //! A client is started as
 //! `client --system S --target ADDR --scenario SC --payload N --ops N
-//! --warmup N --window N --snapshot-bytes N --interval-us N` and prints one
-//! line of JSON, a [`ClientReport`], on stdout. It exits non-zero (with the
-//! reason on stderr) when any RPC fails or a response is not a success.
+//! --warmup N --window N --snapshot-bytes N --interval-us N [--marks 1]`
+//! and prints one line of JSON, a [`ClientReport`], on stdout. It exits
+//! non-zero (with the reason on stderr) when any RPC fails or a response is
+//! not a success.
+//!
+//! With `--marks 1` the client also marks its measured phase, so that the
+//! orchestrator can read both processes' CPU time at its edges: right
+//! before the phase (after connecting and warming up) it prints the line
+//! [`MARK_START`] and waits for a line on stdin, and right after the phase
+//! it prints [`MARK_END`] and waits again. The orchestrator reads the CPU
+//! time of the server and of the client while the client waits, then
+//! answers. Without `--marks` (a client started by hand) nothing is
+//! printed and nothing is awaited.
+
+use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
+
+/// The line a client prints right before its measured phase.
+pub const MARK_START: &str = "mark start";
+/// The line a client prints right after its measured phase.
+pub const MARK_END: &str = "mark end";
 
 /// The scenarios, as they appear in the JSON rows and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,6 +95,8 @@ pub struct ClientArgs {
     pub snapshot_bytes: u64,
     /// Time between heartbeat sends (heartbeat scenarios).
     pub interval_us: u64,
+    /// Whether to mark the measured phase (see the module's docs).
+    pub marks: bool,
 }
 
 impl ClientArgs {
@@ -94,6 +113,7 @@ impl ClientArgs {
             ("--window", self.window.to_string()),
             ("--snapshot-bytes", self.snapshot_bytes.to_string()),
             ("--interval-us", self.interval_us.to_string()),
+            ("--marks", u8::from(self.marks).to_string()),
         ] {
             argv.push(flag.to_owned());
             argv.push(value);
@@ -127,7 +147,34 @@ impl ClientArgs {
             window: num("window")?,
             snapshot_bytes: num("snapshot-bytes")?,
             interval_us: num("interval-us")?,
+            marks: flags.get("marks").is_some_and(|m| m != "0"),
         })
+    }
+
+    /// Marks the start of the measured phase (when `marks` is set): prints
+    /// [`MARK_START`] and waits for the orchestrator's answer.
+    pub fn measuring_starts(&self) {
+        self.mark(MARK_START);
+    }
+
+    /// Marks the end of the measured phase (when `marks` is set): prints
+    /// [`MARK_END`] and waits for the orchestrator's answer.
+    pub fn measuring_ends(&self) {
+        self.mark(MARK_END);
+    }
+
+    fn mark(&self, line: &str) {
+        if !self.marks {
+            return;
+        }
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        // The answer's content does not matter; end of input (an
+        // orchestrator that is gone) does not block either.
+        let _ = std::io::stdin().lock().read_line(&mut String::new());
     }
 }
 
@@ -175,10 +222,22 @@ mod tests {
             window: 64,
             snapshot_bytes: 1 << 30,
             interval_us: 2000,
+            marks: true,
         };
         let argv = args.to_argv();
         assert_eq!(argv[0], "client");
         assert_eq!(ClientArgs::parse(&argv[1..]).unwrap(), args);
+        let unmarked = ClientArgs {
+            marks: false,
+            ..args.clone()
+        };
+        assert_eq!(
+            ClientArgs::parse(&unmarked.to_argv()[1..]).unwrap(),
+            unmarked
+        );
+        // A client started by hand, without --marks, does not mark.
+        let by_hand: Vec<String> = argv[1..argv.len() - 2].to_vec();
+        assert!(!ClientArgs::parse(&by_hand).unwrap().marks);
         assert!(peak_rss_kib("self").unwrap_or(1) > 0);
     }
 }

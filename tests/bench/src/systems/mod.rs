@@ -18,14 +18,16 @@ use crate::protocol::{ClientArgs, ClientReport, Scenario};
 
 pub mod rust_blocking;
 pub mod rust_smol;
+pub mod rust_tokio;
 pub mod tcp_floor;
 pub mod tonic_grpc;
 
 /// Every system, in report order: ours first, then the peers, the floor
 /// last.
-pub const SYSTEMS: [&str; 6] = [
+pub const SYSTEMS: [&str; 7] = [
     "rust-smol",
     "rust-blocking",
+    "rust-tokio",
     "tonic",
     "go-grpc",
     "go-net",
@@ -46,13 +48,16 @@ pub fn is_go(system: &str) -> bool {
 }
 
 /// Whether `system` takes part in `scenario`. Every system runs unary and
-/// pipeline; snapshots and heartbeats compare ours (both adapters) with the
+/// pipeline; snapshots and heartbeats compare ours (every adapter) with the
 /// Go library, and with hashicorp's NetworkTransport as a reference point.
 pub fn runs(system: &str, scenario: Scenario) -> bool {
     match scenario {
         Scenario::Unary | Scenario::Pipeline => true,
         Scenario::Snapshot | Scenario::HeartbeatIdle | Scenario::HeartbeatUnderSnapshot => {
-            matches!(system, "rust-smol" | "rust-blocking" | "go-grpc" | "go-net")
+            matches!(
+                system,
+                "rust-smol" | "rust-blocking" | "rust-tokio" | "go-grpc" | "go-net"
+            )
         }
     }
 }
@@ -111,6 +116,7 @@ pub fn serve(system: &str, listen: &str) -> Result<(), String> {
     match system {
         "rust-smol" => rust_smol::serve(listen),
         "rust-blocking" => rust_blocking::serve(listen),
+        "rust-tokio" => rust_tokio::serve(listen),
         "tonic" => tonic_grpc::serve(listen),
         "tcp-floor" => tcp_floor::serve(listen),
         other => Err(format!("serve: no Rust system called {other}")),
@@ -122,6 +128,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
     let mut report = match args.system.as_str() {
         "rust-smol" => rust_smol::client(args),
         "rust-blocking" => rust_blocking::client(args),
+        "rust-tokio" => rust_tokio::client(args),
         "tonic" => tonic_grpc::client(args),
         "tcp-floor" => tcp_floor::client(args),
         other => Err(format!("client: no Rust system called {other}")),

@@ -76,13 +76,16 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                 append(&transport, target, &request)?;
             }
             let mut latencies = Vec::with_capacity(args.ops as usize);
+            args.measuring_starts();
             let start = Instant::now();
             for _ in 0..args.ops {
                 let at = Instant::now();
                 append(&transport, target, &request)?;
                 latencies.push(super::nanos(at.elapsed()));
             }
-            latency_report(latencies, start.elapsed(), args.ops * args.payload)
+            let elapsed = start.elapsed();
+            args.measuring_ends();
+            latency_report(latencies, elapsed, args.ops * args.payload)
         }
         Scenario::Pipeline => {
             let request = append_request(args.payload);
@@ -117,9 +120,11 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                 })
             };
             pipelined(args.warmup)?;
+            args.measuring_starts();
             let start = Instant::now();
             pipelined(args.ops)?;
             let elapsed = start.elapsed();
+            args.measuring_ends();
             pipeline.close();
             ClientReport {
                 ops: args.ops,
@@ -129,7 +134,9 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
             }
         }
         Scenario::Snapshot => {
+            args.measuring_starts();
             let elapsed = snapshot(&transport, target, args.snapshot_bytes)?;
+            args.measuring_ends();
             ClientReport {
                 ops: 1,
                 elapsed_ns: super::nanos(elapsed),
@@ -139,12 +146,16 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
         }
         Scenario::HeartbeatIdle => {
             warm_heartbeats(&transport, target, args.warmup)?;
+            args.measuring_starts();
             let start = Instant::now();
             let latencies = heartbeats(&transport, target, args.interval_us, Some(args.ops), None)?;
-            latency_report(latencies, start.elapsed(), 0)
+            let elapsed = start.elapsed();
+            args.measuring_ends();
+            latency_report(latencies, elapsed, 0)
         }
         Scenario::HeartbeatUnderSnapshot => {
             warm_heartbeats(&transport, target, args.warmup)?;
+            args.measuring_starts();
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let sender = transport.clone();
             let owned_target = target.to_owned();
@@ -158,6 +169,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
             let elapsed = install
                 .join()
                 .map_err(|_| "rust-blocking: snapshot thread panicked".to_owned())??;
+            args.measuring_ends();
             latency_report(latencies, elapsed, 0)
         }
     };

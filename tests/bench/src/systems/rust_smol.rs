@@ -82,13 +82,16 @@ async fn run(args: ClientArgs) -> Result<ClientReport, String> {
                 append(&transport, target, &request).await?;
             }
             let mut latencies = Vec::with_capacity(args.ops as usize);
+            args.measuring_starts();
             let start = Instant::now();
             for _ in 0..args.ops {
                 let at = Instant::now();
                 append(&transport, target, &request).await?;
                 latencies.push(super::nanos(at.elapsed()));
             }
-            latency_report(latencies, start.elapsed(), args.ops * args.payload)
+            let elapsed = start.elapsed();
+            args.measuring_ends();
+            latency_report(latencies, elapsed, args.ops * args.payload)
         }
         Scenario::Pipeline => {
             let request = append_request(args.payload);
@@ -133,9 +136,11 @@ async fn run(args: ClientArgs) -> Result<ClientReport, String> {
                 }
             };
             pipelined(args.warmup).await?;
+            args.measuring_starts();
             let start = Instant::now();
             pipelined(args.ops).await?;
             let elapsed = start.elapsed();
+            args.measuring_ends();
             pipeline.close();
             ClientReport {
                 ops: args.ops,
@@ -145,7 +150,9 @@ async fn run(args: ClientArgs) -> Result<ClientReport, String> {
             }
         }
         Scenario::Snapshot => {
+            args.measuring_starts();
             let elapsed = snapshot(&transport, target, args.snapshot_bytes).await?;
+            args.measuring_ends();
             ClientReport {
                 ops: 1,
                 elapsed_ns: super::nanos(elapsed),
@@ -155,13 +162,17 @@ async fn run(args: ClientArgs) -> Result<ClientReport, String> {
         }
         Scenario::HeartbeatIdle => {
             warm_heartbeats(&transport, target, args.warmup).await?;
+            args.measuring_starts();
             let start = Instant::now();
             let latencies =
                 heartbeats(&transport, target, args.interval_us, Some(args.ops), None).await?;
-            latency_report(latencies, start.elapsed(), 0)
+            let elapsed = start.elapsed();
+            args.measuring_ends();
+            latency_report(latencies, elapsed, 0)
         }
         Scenario::HeartbeatUnderSnapshot => {
             warm_heartbeats(&transport, target, args.warmup).await?;
+            args.measuring_starts();
             let (done_tx, done_rx) = ::smol::channel::bounded(1);
             let sender = transport.clone();
             let owned_target = target.to_owned();
@@ -174,6 +185,7 @@ async fn run(args: ClientArgs) -> Result<ClientReport, String> {
             let latencies =
                 heartbeats(&transport, target, args.interval_us, None, Some(done_rx)).await?;
             let elapsed = install.await?;
+            args.measuring_ends();
             latency_report(latencies, elapsed, 0)
         }
     };

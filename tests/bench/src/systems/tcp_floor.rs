@@ -87,6 +87,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                 read_reply(&mut stream).map_err(io)?;
             }
             let mut latencies = Vec::with_capacity(args.ops as usize);
+            args.measuring_starts();
             let start = Instant::now();
             for _ in 0..args.ops {
                 let at = Instant::now();
@@ -94,11 +95,9 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                 read_reply(&mut stream).map_err(io)?;
                 latencies.push(super::nanos(at.elapsed()));
             }
-            Ok(latency_report(
-                latencies,
-                start.elapsed(),
-                args.ops * args.payload,
-            ))
+            let elapsed = start.elapsed();
+            args.measuring_ends();
+            Ok(latency_report(latencies, elapsed, args.ops * args.payload))
         }
         Scenario::Pipeline => {
             let mut writer = BufWriter::with_capacity(64 << 10, writer);
@@ -137,11 +136,14 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                 .map_err(io)
             };
             pipelined(args.warmup)?;
+            args.measuring_starts();
             let start = Instant::now();
             pipelined(args.ops)?;
+            let elapsed = start.elapsed();
+            args.measuring_ends();
             Ok(ClientReport {
                 ops: args.ops,
-                elapsed_ns: super::nanos(start.elapsed()),
+                elapsed_ns: super::nanos(elapsed),
                 bytes: args.ops * args.payload,
                 ..Default::default()
             })

@@ -1,7 +1,7 @@
 //! `tonic`: the same service written the usual way in Rust — tonic 0.14 on
-//! a current_thread tokio runtime in each process (DESIGN §7's reference
-//! point), with code generated from our `.proto` by build.rs (prost
-//! messages with `Bytes` payloads).
+//! a current_thread tokio runtime in each process (the reference point for
+//! a Rust gRPC service on one thread), with code generated from our
+//! `.proto` by build.rs (prost messages with `Bytes` payloads).
 //!
 //! HTTP/2 settings are ours (1 MiB max frame size, 1 MiB stream window,
 //! 16 MiB connection window, TCP_NODELAY), so that the comparison is about
@@ -293,17 +293,16 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                     call().await?;
                 }
                 let mut latencies = Vec::with_capacity(args.ops as usize);
+                args.measuring_starts();
                 let start = Instant::now();
                 for _ in 0..args.ops {
                     let at = Instant::now();
                     call().await?;
                     latencies.push(super::nanos(at.elapsed()));
                 }
-                Ok(latency_report(
-                    latencies,
-                    start.elapsed(),
-                    args.ops * args.payload,
-                ))
+                let elapsed = start.elapsed();
+                args.measuring_ends();
+                Ok(latency_report(latencies, elapsed, args.ops * args.payload))
             }
             Scenario::Pipeline => {
                 let request = pb::AppendEntriesPipelineRequest {
@@ -354,11 +353,14 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
                     sent.and(received)
                 };
                 pipelined(args.warmup).await?;
+                args.measuring_starts();
                 let start = Instant::now();
                 pipelined(args.ops).await?;
+                let elapsed = start.elapsed();
+                args.measuring_ends();
                 Ok(ClientReport {
                     ops: args.ops,
-                    elapsed_ns: super::nanos(start.elapsed()),
+                    elapsed_ns: super::nanos(elapsed),
                     bytes: args.ops * args.payload,
                     ..Default::default()
                 })
