@@ -385,7 +385,12 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
         opening: VecDeque::new(),
     };
     driver.ping_pong = driver.connection.ping_pong();
-    let lost = std::future::poll_fn(|cx| driver.poll(cx, &shared)).await;
+    let lost = loop {
+        match std::future::poll_fn(|cx| driver.poll(cx, &shared)).await {
+            Turn::Over(lost) => break lost,
+            Turn::Yield => shared.runtime.yield_now().await,
+        }
+    };
     shared.update(|s, now| {
         s.conns.remove(&conn);
         if let Some(detail) = lost {
@@ -415,18 +420,18 @@ fn poll_abandoned<R: Runtime>(
 /// cannot keep the others of its executor thread waiting.
 pub(crate) const ROUNDS_PER_POLL: usize = 16;
 
-/// Lets other tasks run: marks the connection for another round and asks
-/// to be polled again.
-fn yield_now<R: Runtime>(
-    shared: &ClientShared<R>,
-    conn: ConnId,
-    cx: &mut Context<'_>,
-) -> Poll<Option<String>> {
-    if let Some(slot) = shared.lock().conns.get_mut(&conn) {
-        slot.polling = false;
-    }
-    cx.waker().wake_by_ref();
-    Poll::Pending
+/// Bytes of DATA a connection's task moves in one poll before it yields:
+/// a round can move a whole window, and 1 MiB takes a fraction of a
+/// millisecond, so a heartbeat waiting behind a snapshot on the same
+/// executor thread waits at most that long.
+pub(crate) const BYTES_PER_POLL: usize = 1 << 20;
+
+/// How one poll of a connection's task ended.
+pub(crate) enum Turn<T> {
+    /// The connection is over.
+    Over(T),
+    /// It moved its budget: yield to the runtime, then poll again.
+    Yield,
 }
 
 /// One stream of a connection.
@@ -475,18 +480,22 @@ struct Connection {
 }
 
 impl Connection {
-    /// Drives the connection; `Ready(Some(detail))` when it is lost,
-    /// `Ready(None)` when the endpoint closed it.
+    /// Drives the connection; `Over(Some(detail))` when it is lost,
+    /// `Over(None)` when the endpoint closed it.
     fn poll<R: Runtime>(
         &mut self,
         cx: &mut Context<'_>,
         shared: &Arc<ClientShared<R>>,
-    ) -> Poll<Option<String>> {
+    ) -> Poll<Turn<Option<String>>> {
+        let mut moved = 0;
         for _ in 0..ROUNDS_PER_POLL {
+            if moved >= BYTES_PER_POLL {
+                break;
+            }
             let commands = {
                 let mut state = shared.lock();
                 let Some(slot) = state.conns.get_mut(&self.conn) else {
-                    return Poll::Ready(None);
+                    return Poll::Ready(Turn::Over(None));
                 };
                 slot.waker = Some(cx.waker().clone());
                 slot.polling = true;
@@ -497,7 +506,7 @@ impl Connection {
             let mut inputs = Vec::new();
             for command in commands {
                 match command {
-                    Command::Close => return Poll::Ready(None),
+                    Command::Close => return Poll::Ready(Turn::Over(None)),
                     Command::Ping => {
                         if let Some(ping_pong) = &mut self.ping_pong {
                             if ping_pong.send_ping(Ping::opaque()).is_ok() {
@@ -526,10 +535,10 @@ impl Connection {
             }
             // The connection's I/O.
             if let Poll::Ready(result) = Pin::new(&mut self.connection).poll(cx) {
-                return Poll::Ready(Some(match result {
+                return Poll::Ready(Turn::Over(Some(match result {
                     Ok(()) => "the peer closed the connection".to_owned(),
                     Err(e) => e.to_string(),
-                }));
+                })));
             }
             if self.ping_in_flight {
                 if let Some(ping_pong) = &mut self.ping_pong {
@@ -538,7 +547,7 @@ impl Connection {
                         progress = true;
                         match result {
                             Ok(_) => inputs.push(Input::PingAck),
-                            Err(e) => return Poll::Ready(Some(e.to_string())),
+                            Err(e) => return Poll::Ready(Turn::Over(Some(e.to_string()))),
                         }
                     }
                 }
@@ -550,6 +559,13 @@ impl Connection {
             }
             progress |= self.open_streams(cx, &mut inputs);
             progress |= self.receive(cx, &mut inputs);
+            moved += inputs
+                .iter()
+                .map(|i| match i {
+                    Input::Data(_, data) => data.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
             // Everything the streams reported, and their sending, under one
             // lock.
             let streams = &mut self.streams;
@@ -557,24 +573,32 @@ impl Connection {
                 for input in inputs {
                     apply(&mut s.endpoint, self.conn, input, now);
                 }
-                let mut sent = false;
+                let mut sent = 0;
+                let mut any = false;
                 streams.retain(|call, stream| {
-                    sent |= transmit(&mut s.endpoint, *call, stream, cx, now);
+                    let (progress, bytes) = transmit(&mut s.endpoint, *call, stream, cx, now);
+                    any |= progress;
+                    sent += bytes;
                     s.endpoint.has_call(*call)
                 });
-                sent
+                (any, sent)
             });
-            progress |= sent;
+            progress |= sent.0;
+            moved += sent.1;
             let mut state = shared.lock();
             let Some(slot) = state.conns.get_mut(&self.conn) else {
-                return Poll::Ready(None);
+                return Poll::Ready(Turn::Over(None));
             };
             if !progress && !slot.woken {
                 slot.polling = false;
                 return Poll::Pending;
             }
         }
-        yield_now(shared, self.conn, cx)
+        // Let other tasks run (see ROUNDS_PER_POLL).
+        if let Some(slot) = shared.lock().conns.get_mut(&self.conn) {
+            slot.polling = false;
+        }
+        Poll::Ready(Turn::Yield)
     }
 
     /// Opens waiting streams while h2 has room.
@@ -721,18 +745,19 @@ fn apply(endpoint: &mut ClientEndpoint, conn: ConnId, input: Input, now: Instant
 
 /// Moves what the call wants to send onto its h2 stream, within the
 /// capacity h2 granted; asks h2 for more when it wants more. Returns
-/// whether anything happened.
+/// whether anything happened, and the bytes of DATA it handed over.
 fn transmit(
     endpoint: &mut ClientEndpoint,
     call: CallId,
     stream: &mut Stream,
     cx: &mut Context<'_>,
     now: Instant,
-) -> bool {
+) -> (bool, usize) {
     let Stream::Open { send, send_now, .. } = stream else {
-        return false;
+        return (false, 0);
     };
     let mut progress = false;
+    let mut bytes = 0;
     loop {
         let capacity =
             capacity::granted(send, endpoint.send_wanted(call)).max(std::mem::take(send_now));
@@ -746,18 +771,19 @@ fn transmit(
                     end_of_stream,
                 } => {
                     room = room.saturating_sub(data.len());
+                    bytes += data.len();
                     let _ = send.send_data(data, end_of_stream);
                 }
                 ClientTransmit::Reset(code) => send.send_reset(Reason::from(code)),
             }
         }
         progress |= sent_any;
-        if endpoint.send_wanted(call) == 0 || !endpoint.has_call(call) {
-            return progress;
+        if endpoint.send_wanted(call) == 0 || !endpoint.has_call(call) || bytes >= BYTES_PER_POLL {
+            return (progress, bytes);
         }
         // More to send than h2 granted: ask to be woken when it grants more.
         if !capacity::more_granted(send, cx) {
-            return progress;
+            return (progress, bytes);
         }
     }
 }

@@ -160,8 +160,11 @@ impl<R: Runtime> InmemNetwork<R> {
         state.streams.push((link(from, to), severance.clone()));
         drop(state);
         let server_end = Severable::new(server_end, severance.clone(), 0);
-        self.runtime
-            .spawn(server::serve_connection(server, Box::new(server_end)));
+        self.runtime.spawn(server::serve_connection(
+            self.runtime.clone(),
+            server,
+            Box::new(server_end),
+        ));
         Ok(Box::new(Severable::new(client_end, severance, 1)))
     }
 

@@ -162,9 +162,11 @@ impl<R: Runtime> GrpcTransport<R> {
     pub fn serve_connection(&self, io: impl Into<R::Io>) {
         let io = R::into_h2(io.into());
         let server = self.inner.server.clone();
-        self.inner
-            .runtime
-            .spawn(server::serve_connection(server, io));
+        self.inner.runtime.spawn(server::serve_connection(
+            self.inner.runtime.clone(),
+            server,
+            io,
+        ));
     }
 
     /// The runtime it runs on.

@@ -75,6 +75,34 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
 
     /// The stream, as HTTP/2 reads and writes it.
     fn into_h2(io: Self::Io) -> BoxIo;
+
+    /// Lets the runtime's other tasks, and its I/O, run before the calling
+    /// task goes on: a connection's task calls it after a poll that moved
+    /// its budget of data, so that a snapshot cannot hold a heartbeat's
+    /// connection back. The default wakes the task at once, which suits
+    /// executors that poll their I/O between tasks on their own.
+    fn yield_now(&self) -> impl Future<Output = ()> + Send + 'static {
+        YieldOnce(false)
+    }
+}
+
+/// Pending once, woken at once.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 /// The default connector of a runtime: resolve, then TCP.

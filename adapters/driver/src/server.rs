@@ -32,7 +32,7 @@ use raft_grpc_transport::{Code, Status};
 use raft_grpc_transport_api::HeartbeatHandler;
 
 use crate::capacity;
-use crate::client::ROUNDS_PER_POLL;
+use crate::client::{BYTES_PER_POLL, ROUNDS_PER_POLL, Turn};
 use crate::h2_error::Failure;
 use crate::incoming::IncomingPipeline;
 use crate::runtime::{BoxIo, Runtime};
@@ -416,7 +416,11 @@ async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listen
         .await;
         match accepted {
             None => return,
-            Some(Ok(io)) => runtime.spawn(serve_connection(shared.clone(), R::into_h2(io))),
+            Some(Ok(io)) => runtime.spawn(serve_connection(
+                runtime.clone(),
+                shared.clone(),
+                R::into_h2(io),
+            )),
             // Out of file descriptors, say: wait a little, keep serving.
             Some(Err(_)) => {
                 runtime
@@ -428,7 +432,7 @@ async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listen
 }
 
 /// Serves HTTP/2 on one established byte stream, until it closes.
-pub(crate) async fn serve_connection(shared: Arc<ServerShared>, io: BoxIo) {
+pub(crate) async fn serve_connection<R: Runtime>(runtime: R, shared: Arc<ServerShared>, io: BoxIo) {
     let conn = shared.update(|s, now| {
         let conn = s.endpoint.handle_connection(now);
         s.conns.insert(conn, ConnSlot::default());
@@ -470,7 +474,12 @@ pub(crate) async fn serve_connection(shared: Arc<ServerShared>, io: BoxIo) {
         streams: BTreeMap::new(),
     };
     driver.ping_pong = driver.connection.ping_pong();
-    let lost = std::future::poll_fn(|cx| driver.poll(cx, &shared)).await;
+    let lost = loop {
+        match std::future::poll_fn(|cx| driver.poll(cx, &shared)).await {
+            Turn::Over(lost) => break lost,
+            Turn::Yield => runtime.yield_now().await,
+        }
+    };
     shared.update(|s, now| {
         s.conns.remove(&conn);
         s.endpoint.handle_connection_lost(conn, &lost, now);
@@ -520,13 +529,17 @@ struct Connection {
 }
 
 impl Connection {
-    /// Drives the connection; `Ready(detail)` once it is over.
-    fn poll(&mut self, cx: &mut Context<'_>, shared: &Arc<ServerShared>) -> Poll<String> {
+    /// Drives the connection; `Over(detail)` once it is over.
+    fn poll(&mut self, cx: &mut Context<'_>, shared: &Arc<ServerShared>) -> Poll<Turn<String>> {
+        let mut moved = 0;
         for _ in 0..ROUNDS_PER_POLL {
+            if moved >= BYTES_PER_POLL {
+                break;
+            }
             let commands = {
                 let mut state = shared.lock();
                 let Some(slot) = state.conns.get_mut(&self.conn) else {
-                    return Poll::Ready("closed".to_owned());
+                    return Poll::Ready(Turn::Over("closed".to_owned()));
                 };
                 slot.waker = Some(cx.waker().clone());
                 slot.polling = true;
@@ -542,7 +555,9 @@ impl Connection {
                         }
                     }
                     Command::GoAway => self.connection.graceful_shutdown(),
-                    Command::Close => return Poll::Ready("closed by the transport".to_owned()),
+                    Command::Close => {
+                        return Poll::Ready(Turn::Over("closed by the transport".to_owned()));
+                    }
                     Command::Ping => {
                         if let Some(ping_pong) = &mut self.ping_pong {
                             if ping_pong.send_ping(h2::Ping::opaque()).is_ok() {
@@ -564,7 +579,7 @@ impl Connection {
                         progress = true;
                         match result {
                             Ok(_) => inputs.push(Input::PingAck),
-                            Err(e) => return Poll::Ready(e.to_string()),
+                            Err(e) => return Poll::Ready(Turn::Over(e.to_string())),
                         }
                     }
                 }
@@ -578,11 +593,20 @@ impl Connection {
                         let (parts, body) = request.into_parts();
                         inputs.push(Input::Head(parts, body, respond));
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(e.to_string()),
-                    Poll::Ready(None) => return Poll::Ready("the connection closed".to_owned()),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Turn::Over(e.to_string())),
+                    Poll::Ready(None) => {
+                        return Poll::Ready(Turn::Over("the connection closed".to_owned()));
+                    }
                 }
             }
-            progress |= self.receive(cx, &mut inputs);
+            progress |= self.receive(cx, &mut inputs, BYTES_PER_POLL - moved);
+            moved += inputs
+                .iter()
+                .map(|i| match i {
+                    Input::Data(_, data) => data.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
             let conn = self.conn;
             let streams = &mut self.streams;
             let sent = shared.update(|s, now| {
@@ -620,7 +644,7 @@ impl Connection {
             progress |= sent;
             let mut state = shared.lock();
             let Some(slot) = state.conns.get_mut(&self.conn) else {
-                return Poll::Ready("closed".to_owned());
+                return Poll::Ready(Turn::Over("closed".to_owned()));
             };
             if !progress && !slot.woken {
                 slot.polling = false;
@@ -631,19 +655,20 @@ impl Connection {
         if let Some(slot) = shared.lock().conns.get_mut(&self.conn) {
             slot.polling = false;
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        Poll::Ready(Turn::Yield)
     }
 
-    /// Reads request data, and notices resets.
-    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) -> bool {
+    /// Reads request data (up to `budget` bytes), and notices resets.
+    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>, budget: usize) -> bool {
         let mut progress = false;
+        let mut taken = 0;
         for (&id, stream) in &mut self.streams {
-            while !stream.received {
+            while !stream.received && taken < budget {
                 match stream.body.poll_data(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Some(Ok(data))) => {
                         progress = true;
+                        taken += data.len();
                         inputs.push(Input::Data(id, data));
                     }
                     Poll::Ready(None) => {

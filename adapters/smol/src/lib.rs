@@ -172,4 +172,16 @@ impl Runtime for SmolRuntime {
     fn into_h2(io: SmolIo) -> BoxIo {
         Box::new(H2Io(io.0))
     }
+
+    /// Through the reactor: async-executor polls async-io's reactor only
+    /// between batches of 200 task runs while it has work, so a task that
+    /// only woke itself could keep another connection's I/O (a heartbeat
+    /// behind a snapshot) waiting for milliseconds. A timer lets the
+    /// executor go idle, or the reactor fire it, first.
+    fn yield_now(&self) -> impl Future<Output = ()> + Send + 'static {
+        let timer = Timer::after(std::time::Duration::from_micros(1));
+        async move {
+            timer.await;
+        }
+    }
 }
