@@ -134,9 +134,24 @@ impl<R: Runtime> ClientShared<R> {
 
     /// Runs one input on the endpoint, then carries out what it asks.
     pub(crate) fn update<T>(self: &Arc<Self>, f: impl FnOnce(&mut ClientState, Instant) -> T) -> T {
+        self.update_from(None, f)
+    }
+
+    /// [`update`](Self::update) from the task of connection `own`, whose `f`
+    /// sends what that connection's calls have after applying its inputs:
+    /// the wakes of `own` that the outputs of `f` raise are already served
+    /// and are cleared; its commands stay in its inbox.
+    fn update_from<T>(
+        self: &Arc<Self>,
+        own: Option<ConnId>,
+        f: impl FnOnce(&mut ClientState, Instant) -> T,
+    ) -> T {
         let mut state = self.lock();
         let result = f(&mut state, Instant::now());
         let spawn = state.dispatch();
+        if let Some(slot) = own.and_then(|conn| state.conns.get_mut(&conn)) {
+            slot.woken = false;
+        }
         let rearm = state.timer_needs_rearm();
         drop(state);
         for (conn, peer) in spawn {
@@ -383,6 +398,7 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
         max_streams: None,
         streams: BTreeMap::new(),
         opening: VecDeque::new(),
+        inputs: Vec::new(),
     };
     driver.ping_pong = driver.connection.ping_pong();
     let lost = loop {
@@ -477,11 +493,75 @@ struct Connection {
     streams: BTreeMap<CallId, Stream>,
     /// Streams waiting to be opened, oldest first.
     opening: VecDeque<CallId>,
+    /// What the streams reported, not yet applied.
+    inputs: Vec<Input>,
 }
 
 impl Connection {
+    /// Takes the connection's commands; with `register`, first records the
+    /// task's waker, that it is polling, and that it has seen every wake so
+    /// far (without, a wake stays for the round's end to see). `None` when
+    /// the endpoint forgot the connection.
+    fn commands<R: Runtime>(
+        &self,
+        shared: &ClientShared<R>,
+        cx: &Context<'_>,
+        register: bool,
+    ) -> Option<VecDeque<Command>> {
+        let mut state = shared.lock();
+        let slot = state.conns.get_mut(&self.conn)?;
+        if register {
+            slot.waker = Some(cx.waker().clone());
+            slot.polling = true;
+            slot.woken = false;
+        }
+        Some(std::mem::take(&mut slot.inbox))
+    }
+
+    /// Carries out commands; `Some` when one closes the connection.
+    fn execute(&mut self, commands: VecDeque<Command>) -> Option<Turn<Option<String>>> {
+        for command in commands {
+            match command {
+                Command::Close => return Some(Turn::Over(None)),
+                Command::Ping => {
+                    if let Some(ping_pong) = &mut self.ping_pong {
+                        if ping_pong.send_ping(Ping::opaque()).is_ok() {
+                            self.ping_in_flight = true;
+                        }
+                    }
+                }
+                Command::Open {
+                    call,
+                    request,
+                    send_now,
+                } => {
+                    self.streams
+                        .insert(call, Stream::Opening { request, send_now });
+                    self.opening.push_back(call);
+                }
+                Command::Release { call, bytes } => {
+                    if let Some(Stream::Open {
+                        body: Some(body), ..
+                    }) = self.streams.get_mut(&call)
+                    {
+                        let _ = body.flow_control().release_capacity(bytes);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Drives the connection; `Over(Some(detail))` when it is lost,
     /// `Over(None)` when the endpoint closed it.
+    ///
+    /// One round: carry out the commands; open waiting streams; apply what
+    /// arrived and send what the calls have, under one lock; carry out
+    /// what that asked of this connection (releases, PINGs), so that the
+    /// connection's I/O right after flushes it all in one write; then read
+    /// what arrived. Another round only when something arrived, a stream
+    /// waits to be opened, or another thread woke the connection: each
+    /// round costs a read system call.
     fn poll<R: Runtime>(
         &mut self,
         cx: &mut Context<'_>,
@@ -492,47 +572,39 @@ impl Connection {
             if moved >= BYTES_PER_POLL {
                 break;
             }
-            let commands = {
-                let mut state = shared.lock();
-                let Some(slot) = state.conns.get_mut(&self.conn) else {
-                    return Poll::Ready(Turn::Over(None));
-                };
-                slot.waker = Some(cx.waker().clone());
-                slot.polling = true;
-                slot.woken = false;
-                std::mem::take(&mut slot.inbox)
+            let Some(commands) = self.commands(shared, cx, true) else {
+                return Poll::Ready(Turn::Over(None));
             };
-            let mut progress = !commands.is_empty();
-            let mut inputs = Vec::new();
-            for command in commands {
-                match command {
-                    Command::Close => return Poll::Ready(Turn::Over(None)),
-                    Command::Ping => {
-                        if let Some(ping_pong) = &mut self.ping_pong {
-                            if ping_pong.send_ping(Ping::opaque()).is_ok() {
-                                self.ping_in_flight = true;
-                            }
-                        }
-                    }
-                    Command::Open {
-                        call,
-                        request,
-                        send_now,
-                    } => {
-                        self.streams
-                            .insert(call, Stream::Opening { request, send_now });
-                        self.opening.push_back(call);
-                    }
-                    Command::Release { call, bytes } => {
-                        if let Some(Stream::Open {
-                            body: Some(body), ..
-                        }) = self.streams.get_mut(&call)
-                        {
-                            let _ = body.flow_control().release_capacity(bytes);
-                        }
-                    }
-                }
+            if let Some(over) = self.execute(commands) {
+                return Poll::Ready(over);
             }
+            let mut inputs = std::mem::take(&mut self.inputs);
+            self.open_streams(cx, &mut inputs);
+            // Everything the streams reported, and their sending, under one
+            // lock.
+            let streams = &mut self.streams;
+            let conn = self.conn;
+            moved += shared.update_from(Some(conn), |s, now| {
+                for input in inputs {
+                    apply(&mut s.endpoint, conn, input, now);
+                }
+                let mut sent = 0;
+                streams.retain(|call, stream| {
+                    sent += transmit(&mut s.endpoint, *call, stream, cx, now);
+                    s.endpoint.has_call(*call)
+                });
+                sent
+            });
+            let Some(own) = self.commands(shared, cx, false) else {
+                return Poll::Ready(Turn::Over(None));
+            };
+            let waiting = self.opening.len();
+            if let Some(over) = self.execute(own) {
+                return Poll::Ready(over);
+            }
+            // A stream to open came in with them (another thread's call, or
+            // one the endpoint retries): it is opened in the next round.
+            let to_open = self.opening.len() > waiting;
             // The connection's I/O.
             if let Poll::Ready(result) = Pin::new(&mut self.connection).poll(cx) {
                 return Poll::Ready(Turn::Over(Some(match result {
@@ -544,9 +616,8 @@ impl Connection {
                 if let Some(ping_pong) = &mut self.ping_pong {
                     if let Poll::Ready(result) = ping_pong.poll_pong(cx) {
                         self.ping_in_flight = false;
-                        progress = true;
                         match result {
-                            Ok(_) => inputs.push(Input::PingAck),
+                            Ok(_) => self.inputs.push(Input::PingAck),
                             Err(e) => return Poll::Ready(Turn::Over(Some(e.to_string()))),
                         }
                     }
@@ -555,46 +626,30 @@ impl Connection {
             let max_streams = self.send_request.current_max_send_streams();
             if self.max_streams != Some(max_streams) {
                 self.max_streams = Some(max_streams);
-                inputs.push(Input::MaxStreams(u32::try_from(max_streams).ok()));
+                self.inputs
+                    .push(Input::MaxStreams(u32::try_from(max_streams).ok()));
             }
-            progress |= self.open_streams(cx, &mut inputs);
-            progress |= self.receive(cx, &mut inputs);
-            moved += inputs
+            let mut arrived = std::mem::take(&mut self.inputs);
+            self.receive(cx, &mut arrived);
+            moved += arrived
                 .iter()
                 .map(|i| match i {
                     Input::Data(_, data) => data.len(),
                     _ => 0,
                 })
                 .sum::<usize>();
-            // Everything the streams reported, and their sending, under one
-            // lock.
-            let streams = &mut self.streams;
-            let sent = shared.update(|s, now| {
-                for input in inputs {
-                    apply(&mut s.endpoint, self.conn, input, now);
-                }
-                let mut sent = 0;
-                let mut any = false;
-                streams.retain(|call, stream| {
-                    let (progress, bytes) = transmit(&mut s.endpoint, *call, stream, cx, now);
-                    any |= progress;
-                    sent += bytes;
-                    s.endpoint.has_call(*call)
-                });
-                (any, sent)
-            });
-            progress |= sent.0;
-            moved += sent.1;
+            self.inputs = arrived;
             let mut state = shared.lock();
             let Some(slot) = state.conns.get_mut(&self.conn) else {
                 return Poll::Ready(Turn::Over(None));
             };
-            if !progress && !slot.woken {
+            if self.inputs.is_empty() && !slot.woken && !to_open {
                 slot.polling = false;
                 return Poll::Pending;
             }
         }
-        // Let other tasks run (see ROUNDS_PER_POLL).
+        // Let other tasks run (see ROUNDS_PER_POLL); what arrived waits in
+        // `inputs` for the next poll.
         if let Some(slot) = shared.lock().conns.get_mut(&self.conn) {
             slot.polling = false;
         }
@@ -602,15 +657,13 @@ impl Connection {
     }
 
     /// Opens waiting streams while h2 has room.
-    fn open_streams(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) -> bool {
-        let mut progress = false;
+    fn open_streams(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) {
         while let Some(&call) = self.opening.front() {
             let ready = match self.send_request.poll_ready(cx) {
-                Poll::Pending => return progress,
+                Poll::Pending => return,
                 Poll::Ready(ready) => ready,
             };
             self.opening.pop_front();
-            progress = true;
             let Some(Stream::Opening { request, send_now }) = self.streams.remove(&call) else {
                 continue;
             };
@@ -637,12 +690,10 @@ impl Connection {
                 }
             }
         }
-        progress
     }
 
     /// Reads the responses of open streams.
-    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) -> bool {
-        let mut progress = false;
+    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>) {
         for (&call, stream) in &mut self.streams {
             let Stream::Open {
                 response,
@@ -660,7 +711,6 @@ impl Connection {
                 match Pin::new(future).poll(cx) {
                     Poll::Pending => continue,
                     Poll::Ready(Ok(head)) => {
-                        progress = true;
                         *response = None;
                         let (parts, recv) = head.into_parts();
                         let end = recv.is_end_stream();
@@ -672,7 +722,6 @@ impl Connection {
                         *body = Some(recv);
                     }
                     Poll::Ready(Err(e)) => {
-                        progress = true;
                         *response = None;
                         *received = true;
                         failed(call, &e, inputs);
@@ -687,11 +736,9 @@ impl Connection {
                 match recv.poll_data(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Some(Ok(data))) => {
-                        progress = true;
                         inputs.push(Input::Data(call, data));
                     }
                     Poll::Ready(Some(Err(e))) => {
-                        progress = true;
                         *received = true;
                         failed(call, &e, inputs);
                         break;
@@ -699,7 +746,6 @@ impl Connection {
                     Poll::Ready(None) => match recv.poll_trailers(cx) {
                         Poll::Pending => break,
                         Poll::Ready(result) => {
-                            progress = true;
                             *received = true;
                             match result {
                                 Ok(Some(trailers)) => inputs.push(Input::Trailers(call, trailers)),
@@ -712,7 +758,6 @@ impl Connection {
                 }
             }
         }
-        progress
     }
 }
 
@@ -744,27 +789,24 @@ fn apply(endpoint: &mut ClientEndpoint, conn: ConnId, input: Input, now: Instant
 }
 
 /// Moves what the call wants to send onto its h2 stream, within the
-/// capacity h2 granted; asks h2 for more when it wants more. Returns
-/// whether anything happened, and the bytes of DATA it handed over.
+/// capacity h2 granted; asks h2 for more when it wants more. Returns the
+/// bytes of DATA it handed over.
 fn transmit(
     endpoint: &mut ClientEndpoint,
     call: CallId,
     stream: &mut Stream,
     cx: &mut Context<'_>,
     now: Instant,
-) -> (bool, usize) {
+) -> usize {
     let Stream::Open { send, send_now, .. } = stream else {
-        return (false, 0);
+        return 0;
     };
-    let mut progress = false;
     let mut bytes = 0;
     loop {
         let capacity =
             capacity::granted(send, endpoint.send_wanted(call)).max(std::mem::take(send_now));
         let mut room = capacity;
-        let mut sent_any = false;
         while let Some(transmit) = endpoint.poll_transmit(call, room, now) {
-            sent_any = true;
             match transmit {
                 ClientTransmit::Data {
                     data,
@@ -777,13 +819,12 @@ fn transmit(
                 ClientTransmit::Reset(code) => send.send_reset(Reason::from(code)),
             }
         }
-        progress |= sent_any;
         if endpoint.send_wanted(call) == 0 || !endpoint.has_call(call) || bytes >= BYTES_PER_POLL {
-            return (progress, bytes);
+            return bytes;
         }
         // More to send than h2 granted: ask to be woken when it grants more.
         if !capacity::more_granted(send, cx) {
-            return (progress, bytes);
+            return bytes;
         }
     }
 }

@@ -136,16 +136,33 @@ impl ServerShared {
 
     /// Runs one input on the endpoint, then carries out what it asks.
     pub(crate) fn update<T>(self: &Arc<Self>, f: impl FnOnce(&mut ServerState, Instant) -> T) -> T {
+        self.update_from(None, f)
+    }
+
+    /// [`update`](Self::update) from the task of connection `own`, whose `f`
+    /// sends what that connection's streams have after applying its inputs:
+    /// the wakes of `own` that the outputs of `f` raise are already served
+    /// and are cleared (answers of heartbeat handlers run after that wake it
+    /// again); its commands stay in its inbox.
+    fn update_from<T>(
+        self: &Arc<Self>,
+        own: Option<ConnId>,
+        f: impl FnOnce(&mut ServerState, Instant) -> T,
+    ) -> T {
         let mut state = self.lock();
         let result = f(&mut state, Instant::now());
-        let deferred = self.dispatch(state);
+        let deferred = self.dispatch(state, own);
         self.run_deferred(deferred);
         result
     }
 
-    /// Dispatches, releases the lock, and wakes who must be woken.
-    fn dispatch(&self, mut state: MutexGuard<'_, ServerState>) -> Deferred {
+    /// Dispatches, releases the lock, and wakes who must be woken; clears
+    /// the wake of `served` (see [`update_from`](Self::update_from)).
+    fn dispatch(&self, mut state: MutexGuard<'_, ServerState>, served: Option<ConnId>) -> Deferred {
         let deferred = state.dispatch();
+        if let Some(slot) = served.and_then(|conn| state.conns.get_mut(&conn)) {
+            slot.woken = false;
+        }
         let rearm = state.timer_needs_rearm();
         drop(state);
         if rearm {
@@ -169,7 +186,7 @@ impl ServerShared {
             let result = handler(&request).map(RaftResponse::AppendEntries);
             let mut state = self.lock();
             let _ = state.endpoint.respond(id, result, Instant::now());
-            let more = self.dispatch(state);
+            let more = self.dispatch(state, None);
             deferred.heartbeats.extend(more.heartbeats);
             deferred.pipelines.extend(more.pipelines);
         }
@@ -468,6 +485,7 @@ pub(crate) async fn serve_connection<R: Runtime>(runtime: R, shared: Arc<ServerS
     shared.update(|s, now| s.endpoint.handle_handshake_done(conn, now));
     let mut driver = Connection {
         conn,
+        inputs: Vec::new(),
         ping_pong: None,
         ping_in_flight: false,
         connection,
@@ -522,6 +540,8 @@ enum Input {
 /// I/O) and its streams, polled by one task.
 struct Connection {
     conn: ConnId,
+    /// What the streams reported, not yet applied.
+    inputs: Vec<Input>,
     ping_pong: Option<h2::PingPong>,
     ping_in_flight: bool,
     connection: h2::server::Connection<BoxIo, Bytes>,
@@ -529,87 +549,74 @@ struct Connection {
 }
 
 impl Connection {
-    /// Drives the connection; `Over(detail)` once it is over.
+    /// Takes the connection's commands; with `register`, first records the
+    /// task's waker, that it is polling, and that it has seen every wake so
+    /// far (without, a wake stays for the round's end to see). `None` when
+    /// the connection is forgotten.
+    fn commands(
+        &self,
+        shared: &ServerShared,
+        cx: &Context<'_>,
+        register: bool,
+    ) -> Option<VecDeque<Command>> {
+        let mut state = shared.lock();
+        let slot = state.conns.get_mut(&self.conn)?;
+        if register {
+            slot.waker = Some(cx.waker().clone());
+            slot.polling = true;
+            slot.woken = false;
+        }
+        Some(std::mem::take(&mut slot.inbox))
+    }
+
+    /// Carries out commands; `Some` when one closes the connection.
+    fn execute(&mut self, commands: VecDeque<Command>) -> Option<String> {
+        for command in commands {
+            match command {
+                Command::Release { stream, bytes } => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        let _ = s.body.flow_control().release_capacity(bytes);
+                    }
+                }
+                Command::GoAway => self.connection.graceful_shutdown(),
+                Command::Close => return Some("closed by the transport".to_owned()),
+                Command::Ping => {
+                    if let Some(ping_pong) = &mut self.ping_pong {
+                        if ping_pong.send_ping(h2::Ping::opaque()).is_ok() {
+                            self.ping_in_flight = true;
+                        }
+                    }
+                }
+                Command::SetWindows { stream, connection } => {
+                    self.connection.set_target_window_size(connection);
+                    let _ = self.connection.set_initial_window_size(stream);
+                }
+            }
+        }
+        None
+    }
+
+    /// Drives the connection; `Over(detail)` once it is over. Its rounds
+    /// are the client connection's (see `client::Connection::poll`): apply
+    /// and send under one lock, carry out what that asked of this
+    /// connection, then one I/O poll flushes and reads; another round only
+    /// when something arrived or another thread woke it.
     fn poll(&mut self, cx: &mut Context<'_>, shared: &Arc<ServerShared>) -> Poll<Turn<String>> {
         let mut moved = 0;
         for _ in 0..ROUNDS_PER_POLL {
             if moved >= BYTES_PER_POLL {
                 break;
             }
-            let commands = {
-                let mut state = shared.lock();
-                let Some(slot) = state.conns.get_mut(&self.conn) else {
-                    return Poll::Ready(Turn::Over("closed".to_owned()));
-                };
-                slot.waker = Some(cx.waker().clone());
-                slot.polling = true;
-                slot.woken = false;
-                std::mem::take(&mut slot.inbox)
+            let Some(commands) = self.commands(shared, cx, true) else {
+                return Poll::Ready(Turn::Over("closed".to_owned()));
             };
-            let mut progress = !commands.is_empty();
-            for command in commands {
-                match command {
-                    Command::Release { stream, bytes } => {
-                        if let Some(s) = self.streams.get_mut(&stream) {
-                            let _ = s.body.flow_control().release_capacity(bytes);
-                        }
-                    }
-                    Command::GoAway => self.connection.graceful_shutdown(),
-                    Command::Close => {
-                        return Poll::Ready(Turn::Over("closed by the transport".to_owned()));
-                    }
-                    Command::Ping => {
-                        if let Some(ping_pong) = &mut self.ping_pong {
-                            if ping_pong.send_ping(h2::Ping::opaque()).is_ok() {
-                                self.ping_in_flight = true;
-                            }
-                        }
-                    }
-                    Command::SetWindows { stream, connection } => {
-                        self.connection.set_target_window_size(connection);
-                        let _ = self.connection.set_initial_window_size(stream);
-                    }
-                }
+            if let Some(over) = self.execute(commands) {
+                return Poll::Ready(Turn::Over(over));
             }
-            let mut inputs = Vec::new();
-            if self.ping_in_flight {
-                if let Some(ping_pong) = &mut self.ping_pong {
-                    if let Poll::Ready(result) = ping_pong.poll_pong(cx) {
-                        self.ping_in_flight = false;
-                        progress = true;
-                        match result {
-                            Ok(_) => inputs.push(Input::PingAck),
-                            Err(e) => return Poll::Ready(Turn::Over(e.to_string())),
-                        }
-                    }
-                }
-            }
-            // New streams, and the connection's I/O.
-            loop {
-                match self.connection.poll_accept(cx) {
-                    Poll::Pending => break,
-                    Poll::Ready(Some(Ok((request, respond)))) => {
-                        progress = true;
-                        let (parts, body) = request.into_parts();
-                        inputs.push(Input::Head(parts, body, respond));
-                    }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Turn::Over(e.to_string())),
-                    Poll::Ready(None) => {
-                        return Poll::Ready(Turn::Over("the connection closed".to_owned()));
-                    }
-                }
-            }
-            progress |= self.receive(cx, &mut inputs, BYTES_PER_POLL - moved);
-            moved += inputs
-                .iter()
-                .map(|i| match i {
-                    Input::Data(_, data) => data.len(),
-                    _ => 0,
-                })
-                .sum::<usize>();
+            let inputs = std::mem::take(&mut self.inputs);
             let conn = self.conn;
             let streams = &mut self.streams;
-            let sent = shared.update(|s, now| {
+            shared.update_from(Some(conn), |s, now| {
                 for input in inputs {
                     match input {
                         Input::Head(parts, body, respond) => {
@@ -634,24 +641,63 @@ impl Connection {
                         Input::PingAck => s.endpoint.handle_ping_ack(conn, now),
                     }
                 }
-                let mut sent = false;
                 streams.retain(|id, stream| {
-                    sent |= transmit(&mut s.endpoint, *id, stream, cx, now);
+                    transmit(&mut s.endpoint, *id, stream, cx, now);
                     !s.endpoint.stream_finished(*id)
                 });
-                sent
             });
-            progress |= sent;
+            let Some(own) = self.commands(shared, cx, false) else {
+                return Poll::Ready(Turn::Over("closed".to_owned()));
+            };
+            if let Some(over) = self.execute(own) {
+                return Poll::Ready(Turn::Over(over));
+            }
+            let mut arrived = Vec::new();
+            if self.ping_in_flight {
+                if let Some(ping_pong) = &mut self.ping_pong {
+                    if let Poll::Ready(result) = ping_pong.poll_pong(cx) {
+                        self.ping_in_flight = false;
+                        match result {
+                            Ok(_) => arrived.push(Input::PingAck),
+                            Err(e) => return Poll::Ready(Turn::Over(e.to_string())),
+                        }
+                    }
+                }
+            }
+            // New streams, and the connection's I/O.
+            loop {
+                match self.connection.poll_accept(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Some(Ok((request, respond)))) => {
+                        let (parts, body) = request.into_parts();
+                        arrived.push(Input::Head(parts, body, respond));
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Turn::Over(e.to_string())),
+                    Poll::Ready(None) => {
+                        return Poll::Ready(Turn::Over("the connection closed".to_owned()));
+                    }
+                }
+            }
+            self.receive(cx, &mut arrived, BYTES_PER_POLL.saturating_sub(moved));
+            moved += arrived
+                .iter()
+                .map(|i| match i {
+                    Input::Data(_, data) => data.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
+            self.inputs = arrived;
             let mut state = shared.lock();
             let Some(slot) = state.conns.get_mut(&self.conn) else {
                 return Poll::Ready(Turn::Over("closed".to_owned()));
             };
-            if !progress && !slot.woken {
+            if self.inputs.is_empty() && !slot.woken {
                 slot.polling = false;
                 return Poll::Pending;
             }
         }
-        // Let other tasks run (see ROUNDS_PER_POLL).
+        // Let other tasks run (see ROUNDS_PER_POLL); what arrived waits in
+        // `inputs` for the next poll.
         if let Some(slot) = shared.lock().conns.get_mut(&self.conn) {
             slot.polling = false;
         }
@@ -659,25 +705,21 @@ impl Connection {
     }
 
     /// Reads request data (up to `budget` bytes), and notices resets.
-    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>, budget: usize) -> bool {
-        let mut progress = false;
+    fn receive(&mut self, cx: &mut Context<'_>, inputs: &mut Vec<Input>, budget: usize) {
         let mut taken = 0;
         for (&id, stream) in &mut self.streams {
             while !stream.received && taken < budget {
                 match stream.body.poll_data(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Some(Ok(data))) => {
-                        progress = true;
                         taken += data.len();
                         inputs.push(Input::Data(id, data));
                     }
                     Poll::Ready(None) => {
-                        progress = true;
                         stream.received = true;
                         inputs.push(Input::End(id));
                     }
                     Poll::Ready(Some(Err(e))) => {
-                        progress = true;
                         stream.received = true;
                         let code = match Failure::of(&e) {
                             Failure::Reset(code) => code,
@@ -694,13 +736,11 @@ impl Connection {
                     None => stream.respond.poll_reset(cx),
                 };
                 if let Poll::Ready(reason) = reset {
-                    progress = true;
                     let code = reason.map_or(CANCEL, u32::from);
                     inputs.push(Input::Reset(id, code));
                 }
             }
         }
-        progress
     }
 }
 
