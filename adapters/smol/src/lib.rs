@@ -57,6 +57,10 @@ pub use raft_grpc_transport_driver::{Consumer, IncomingPipeline, PipelineHandler
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use async_io::{Async, Timer};
@@ -176,12 +180,86 @@ impl Runtime for SmolRuntime {
     /// Through the reactor: async-executor polls async-io's reactor only
     /// between batches of 200 task runs while it has work, so a task that
     /// only woke itself could keep another connection's I/O (a heartbeat
-    /// behind a snapshot) waiting for milliseconds. A timer lets the
-    /// executor go idle, or the reactor fire it, first.
+    /// behind a snapshot) waiting for milliseconds. The task goes on only
+    /// once the reactor has fired a timer for it: that pass of the reactor
+    /// also woke every task whose socket became ready.
+    ///
+    /// (A `Timer` alone is not enough: it completes on any poll after its
+    /// instant, and the snapshot's consumer wakes the task at once.)
     fn yield_now(&self) -> impl Future<Output = ()> + Send + 'static {
-        let timer = Timer::after(std::time::Duration::from_micros(1));
-        async move {
-            timer.await;
+        ThroughReactor {
+            timer: Timer::after(std::time::Duration::from_micros(1)),
+            fired: None,
+        }
+    }
+}
+
+/// [`SmolRuntime::yield_now`]'s future: ready once the reactor woke its
+/// timer's own waker, whatever else woke the task before.
+struct ThroughReactor {
+    timer: Timer,
+    /// Set when the timer is registered: whether the reactor fired it, and
+    /// the task to wake then.
+    fired: Option<Arc<Fired>>,
+}
+
+/// The waker the reactor fires.
+struct Fired {
+    done: AtomicBool,
+    task: Mutex<Waker>,
+}
+
+impl Wake for Fired {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.done.store(true, Ordering::Release);
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wake_by_ref();
+    }
+}
+
+impl Future for ThroughReactor {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.fired {
+            Some(fired) => {
+                if fired.done.load(Ordering::Acquire) {
+                    return Poll::Ready(());
+                }
+                let mut task = fired.task.lock().unwrap_or_else(|e| e.into_inner());
+                if !task.will_wake(cx.waker()) {
+                    task.clone_from(cx.waker());
+                }
+                drop(task);
+                // It may have fired meanwhile, with the old waker.
+                if fired.done.load(Ordering::Acquire) {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            }
+            None => {
+                let fired = Arc::new(Fired {
+                    done: AtomicBool::new(false),
+                    task: Mutex::new(cx.waker().clone()),
+                });
+                let waker = Waker::from(fired.clone());
+                // Polled once, with the waker only the reactor fires; never
+                // again (a later poll would complete on the clock alone).
+                if Pin::new(&mut self.timer)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_ready()
+                {
+                    return Poll::Ready(());
+                }
+                self.fired = Some(fired);
+                Poll::Pending
+            }
         }
     }
 }
