@@ -220,6 +220,8 @@
 //! assert_eq!(client.poll_event(), None);
 //! assert_eq!(client.poll_timeout(), None);
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -20,6 +20,8 @@
 //! tokio or plain threads, and the in-memory one — live in the adapter
 //! crates; the protocol they run is the sans-IO core,
 //! `raft-grpc-transport`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

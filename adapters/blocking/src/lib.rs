@@ -38,6 +38,8 @@
 //! follower.close();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -465,3 +467,9 @@ impl<P: AppendPipeline> BlockingPipeline<P> {
         self.inner.close();
     }
 }
+
+/// The examples of this crate's `README.md`, compiled as doctests so that
+/// the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;

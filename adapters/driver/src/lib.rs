@@ -28,6 +28,8 @@
 //! [`IncomingPipeline`], snapshot readers), [`inmem`] (an in-memory network
 //! of transports over in-memory streams), `h2_error` (the one reading of
 //! h2's errors) and `capacity` (the one way both halves get send capacity).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

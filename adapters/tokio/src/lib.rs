@@ -69,6 +69,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -280,3 +282,9 @@ impl Runtime for TokioRuntime {
         io.0
     }
 }
+
+/// The examples of this crate's `README.md`, compiled as doctests so that
+/// the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
