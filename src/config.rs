@@ -19,17 +19,50 @@ use crate::pool::{Backoff, PoolConfig};
 use crate::server::{ServerConfig, WindowConfig};
 use crate::snapshot::{DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT_SCALE};
 
+/// Chainable setters for a configuration struct: for each `with_x => x: T`,
+/// a `with_x(value)` that sets field `x` and returns the struct, so that a
+/// `#[non_exhaustive]` configuration reads like a struct expression:
+/// `Config::default().with_rpc_timeout(..).with_pool_size(..)`.
+macro_rules! setters {
+    ($ty:ident { $($setter:ident => $field:ident: $t:ty),* $(,)? }) => {
+        /// The chainable setters, one per field.
+        impl $ty {
+            $(
+                #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+                #[must_use]
+                pub fn $setter(mut self, $field: $t) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
 /// Everything a transport can be tuned with.
+///
+/// Start from [`Config::default`] and change what you need, with the
+/// chainable `with_*` setters or by assigning fields. The struct is
+/// `#[non_exhaustive]`: a new knob in a later release is not a breaking
+/// change, so struct expressions are not available outside this crate.
 ///
 /// ```
 /// use std::time::Duration;
 /// use raft_grpc_transport::config::Config;
 ///
-/// let config = Config { rpc_timeout: Duration::from_secs(2), ..Config::default() };
+/// let config = Config::default()
+///     .with_rpc_timeout(Duration::from_secs(2))
+///     .with_pool_size(2);
 /// assert_eq!(config.client().rpc_timeout, Duration::from_secs(2));
 /// assert_eq!(config.server().call.max_request_len, 4 << 20);
+///
+/// let mut config = Config::default();
+/// config.max_recv_message_len = 16 << 20;
+/// assert_eq!(config.server().call.max_request_len, 16 << 20);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Connections per peer (default 3). Heartbeats, votes and TimeoutNow
     /// use the first, snapshots the last, replication the ones between
@@ -130,6 +163,31 @@ impl Default for Config {
         }
     }
 }
+
+setters!(Config {
+    with_pool_size => pool_size: usize,
+    with_rpc_timeout => rpc_timeout: Duration,
+    with_snapshot_timeout_scale => snapshot_timeout_scale: u64,
+    with_snapshot_chunk_size => snapshot_chunk_size: usize,
+    with_snapshot_stall_timeout => snapshot_stall_timeout: Duration,
+    with_max_send_message_len => max_send_message_len: usize,
+    with_max_recv_message_len => max_recv_message_len: usize,
+    with_zero_copy_min => zero_copy_min: usize,
+    with_pipeline_window => pipeline_window: usize,
+    with_stream_window => stream_window: u32,
+    with_connection_window => connection_window: u32,
+    with_max_stream_window => max_stream_window: u32,
+    with_max_frame_size => max_frame_size: u32,
+    with_max_concurrent_streams => max_concurrent_streams: u32,
+    with_max_header_list_size => max_header_list_size: u32,
+    with_keepalive_interval => keepalive_interval: Option<Duration>,
+    with_keepalive_timeout => keepalive_timeout: Duration,
+    with_connect_timeout => connect_timeout: Duration,
+    with_backoff => backoff: Backoff,
+    with_consumer_queue => consumer_queue: usize,
+    with_snapshot_buffer => snapshot_buffer: usize,
+    with_seed => seed: u64,
+});
 
 impl Config {
     /// The client endpoint's configuration.

@@ -21,11 +21,11 @@
 //! use http::uri::Authority;
 //! use raft_grpc_transport::head::{validate_request, RequestHead, RpcMethod};
 //!
-//! let head = RequestHead {
-//!     method: RpcMethod::AppendEntries,
-//!     authority: Authority::from_static("10.0.0.2:7000"),
-//!     timeout: Some(Duration::from_secs(10)),
-//! };
+//! let head = RequestHead::new(
+//!     RpcMethod::AppendEntries,
+//!     Authority::from_static("10.0.0.2:7000"),
+//!     Some(Duration::from_secs(10)),
+//! );
 //! let request = head.to_request();
 //! assert_eq!(request.uri(), "http://10.0.0.2:7000/proto.raft.v1.RaftTransportService/AppendEntries");
 //!
@@ -158,6 +158,7 @@ impl RpcMethod {
 
 /// What a client puts in the head of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RequestHead {
     /// The method called.
     pub method: RpcMethod,
@@ -168,6 +169,16 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// The head of a call of `method` to `authority`, with `timeout` as its
+    /// `grpc-timeout` (`None`: no deadline).
+    pub fn new(method: RpcMethod, authority: Authority, timeout: Option<Duration>) -> RequestHead {
+        RequestHead {
+            method,
+            authority,
+            timeout,
+        }
+    }
+
     /// The request head as h2 wants it: `POST` to an absolute `http://` URI,
     /// with `content-type: application/grpc`, `te: trailers`, `user-agent`
     /// and, when there is a timeout, `grpc-timeout`.
@@ -196,6 +207,7 @@ impl RequestHead {
 
 /// A request head the server accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AcceptedRequest {
     /// The method called.
     pub method: RpcMethod,

@@ -39,6 +39,7 @@ pub const DEFAULT_INITIAL_WINDOW: u32 = 65_535;
 /// server. A driver applies them to its HTTP/2 library; they come from the
 /// transport's [`Config`](crate::config::Config), where the defaults are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Http2Settings {
     /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: what a peer may send on
     /// one stream before we release capacity.
@@ -57,3 +58,18 @@ pub struct Http2Settings {
     /// accept (a tiny HPACK block can decode to megabytes).
     pub max_header_list_size: u32,
 }
+
+impl Default for Http2Settings {
+    fn default() -> Self {
+        crate::config::Config::default().http2()
+    }
+}
+
+crate::config::setters!(Http2Settings {
+    with_initial_stream_window => initial_stream_window: u32,
+    with_initial_connection_window => initial_connection_window: u32,
+    with_max_frame_size => max_frame_size: u32,
+    with_max_send_buffer => max_send_buffer: usize,
+    with_max_concurrent_streams => max_concurrent_streams: u32,
+    with_max_header_list_size => max_header_list_size: u32,
+});

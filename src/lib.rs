@@ -53,6 +53,28 @@
 //! Every error that bad input can cause is a typed error with a
 //! `status()` giving the gRPC status to answer or fail the call with.
 //!
+//! # What can grow without a breaking change
+//!
+//! * Configurations ([`config::Config`], the endpoints' `ClientConfig`,
+//!   `ServerConfig` and their parts, [`http2::Http2Settings`]) are
+//!   `#[non_exhaustive]` with public fields: start from `Default` and use
+//!   the chainable `with_*` setters or assign fields.
+//! * Error enums ([`TransportError`], [`framing::FrameError`],
+//!   [`snapshot::SnapshotError`], …) are `#[non_exhaustive]`: match the
+//!   variants you act on and keep a `_` arm.
+//! * What the endpoints report of a request ([`server::IncomingRpc`],
+//!   [`head::AcceptedRequest`], [`head::RequestHead`],
+//!   [`snapshot::SnapshotProgress`]) is `#[non_exhaustive]`: read its
+//!   fields, and build a `RequestHead` with [`head::RequestHead::new`].
+//! * The endpoints' outputs and events (`ClientOutput`, `ClientEvent`,
+//!   `ServerOutput`, `ServerEvent`, the calls' transmits) and the Raft
+//!   messages ([`message::RaftRequest`], [`message::RaftResponse`]) are
+//!   exhaustive on purpose: a driver or a Raft loop must handle every one,
+//!   so a new one is a breaking change that the compiler points out. The
+//!   protobuf messages have public fields (they are the wire format): build
+//!   them with `..Default::default()`, as fields may be added with the
+//!   proto.
+//!
 //! # Driving the endpoints: one rule
 //!
 //! Inputs are `handle_*` methods (what the driver saw: a connection, a
@@ -174,11 +196,11 @@
 //! let request = RequestVoteRequest { term: 7, last_log_index: 42, ..Default::default() };
 //!
 //! // Client: a call with a head, one message, then half-close.
-//! let head = RequestHead {
-//!     method: RpcMethod::RequestVote,
-//!     authority: Authority::from_static("10.0.0.2:7000"),
-//!     timeout: Some(Duration::from_secs(10)),
-//! };
+//! let head = RequestHead::new(
+//!     RpcMethod::RequestVote,
+//!     Authority::from_static("10.0.0.2:7000"),
+//!     Some(Duration::from_secs(10)),
+//! );
 //! let mut client = ClientCall::new(head, 4 << 20, now);
 //! client.send(MessageEncoder::default().encode(&request).unwrap());
 //! client.finish_sending();

@@ -39,6 +39,7 @@ pub fn pipeline_shutdown() -> Status {
 
 /// Why a request cannot enter the window; gives the tag back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PipelineError<T> {
     /// K requests are in flight: wait for a completion.
     #[error("pipeline window is full")]

@@ -60,6 +60,7 @@ pub enum Lane {
 /// `min(max, initial × multiplier^(n−1))`, scaled by a random factor in
 /// `[1 − jitter, 1 + jitter]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// Wait after the first failure (default 100 ms).
     pub initial: Duration,
@@ -70,6 +71,13 @@ pub struct Backoff {
     /// Relative jitter, from 0 to 1 (default 0.2).
     pub jitter: f64,
 }
+
+crate::config::setters!(Backoff {
+    with_initial => initial: Duration,
+    with_multiplier => multiplier: f64,
+    with_max => max: Duration,
+    with_jitter => jitter: f64,
+});
 
 impl Default for Backoff {
     fn default() -> Self {
@@ -83,6 +91,14 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// No wait at all: every failure may be retried at once (what an
+    /// in-memory network wants, where a connect costs nothing).
+    pub fn none() -> Backoff {
+        Backoff::default()
+            .with_initial(Duration::ZERO)
+            .with_max(Duration::ZERO)
+    }
+
     /// The wait before retrying after `failures` consecutive failures
     /// (at least 1), before jitter.
     pub fn base_delay(&self, failures: u32) -> Duration {
@@ -101,6 +117,7 @@ impl Backoff {
 
 /// Configuration of a [`PeerPool`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Connections per peer (default 3; at least 1).
     pub slots_per_peer: usize,
@@ -111,6 +128,13 @@ pub struct PoolConfig {
     /// Seed of the jitter generator: the same seed gives the same schedule.
     pub seed: u64,
 }
+
+crate::config::setters!(PoolConfig {
+    with_slots_per_peer => slots_per_peer: usize,
+    with_backoff => backoff: Backoff,
+    with_connect_timeout => connect_timeout: Duration,
+    with_seed => seed: u64,
+});
 
 impl Default for PoolConfig {
     fn default() -> Self {

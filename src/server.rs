@@ -78,7 +78,7 @@
 //! let mut server = ServerEndpoint::new(ServerConfig::default());
 //! let conn = server.handle_connection(now);
 //! server.handle_handshake_done(conn, now);
-//! let head = RequestHead { method: RpcMethod::RequestVote, authority: "me".parse().unwrap(), timeout: None };
+//! let head = RequestHead::new(RpcMethod::RequestVote, "me".parse().unwrap(), None);
 //! let stream = server.handle_request_head(conn, &head.to_request().into_parts().0, now);
 //! let request = RequestVoteRequest { term: 5, ..Default::default() };
 //! server.handle_data(stream, MessageEncoder::default().encode(&request).unwrap().to_bytes(), now);
@@ -116,6 +116,7 @@ use crate::status::{Code, Status};
 /// Configuration of a [`ServerEndpoint`]. Its defaults are the transport's
 /// ([`crate::config::Config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Limits of each call.
     pub call: ServerCallConfig,
@@ -137,11 +138,22 @@ pub struct ServerConfig {
     pub windows: WindowConfig,
 }
 
+crate::config::setters!(ServerConfig {
+    with_call => call: ServerCallConfig,
+    with_consumer_queue => consumer_queue: usize,
+    with_snapshot_buffer => snapshot_buffer: usize,
+    with_handshake_timeout => handshake_timeout: Duration,
+    with_heartbeat_fast_path => heartbeat_fast_path: bool,
+    with_pipelines_apart => pipelines_apart: bool,
+    with_windows => windows: WindowConfig,
+});
+
 /// The receive windows of a server connection: they start as the HTTP/2
 /// settings say and grow with a bandwidth-delay estimate
 /// ([`crate::flow::WindowTuner`]) up to `max_stream`, so that a snapshot
 /// over a long link is not held to one window per round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WindowConfig {
     /// The initial stream window (SETTINGS_INITIAL_WINDOW_SIZE).
     pub initial_stream: u32,
@@ -150,6 +162,18 @@ pub struct WindowConfig {
     /// The most a stream window grows to (at most `initial_stream`: fixed
     /// windows).
     pub max_stream: u32,
+}
+
+crate::config::setters!(WindowConfig {
+    with_initial_stream => initial_stream: u32,
+    with_initial_connection => initial_connection: u32,
+    with_max_stream => max_stream: u32,
+});
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        crate::config::Config::default().server().windows
+    }
 }
 
 impl Default for ServerConfig {
@@ -174,6 +198,7 @@ pub struct RequestId {
 
 /// An incoming request handed to the application.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct IncomingRpc {
     /// Answer it with [`ServerEndpoint::respond`].
     pub id: RequestId,

@@ -105,6 +105,7 @@ impl SnapshotError {
 
 /// How far a snapshot transfer got.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct SnapshotProgress {
     /// Bytes transferred so far.
     pub bytes: u64,

@@ -243,13 +243,7 @@ fn backoff_follows_its_schedule_and_calls_fail_fast() {
     let backoff = Backoff::default();
     let config = SimConfig {
         latency: Duration::from_micros(100),
-        client: ClientConfig {
-            pool: PoolConfig {
-                slots_per_peer: 1,
-                ..PoolConfig::default()
-            },
-            ..ClientConfig::default()
-        },
+        client: ClientConfig::default().with_pool(PoolConfig::default().with_slots_per_peer(1)),
         ..SimConfig::default()
     };
     let mut sim = Sim::new(2, config);
@@ -552,14 +546,9 @@ fn random_schedule(ops: Vec<Op>, seed: u64) -> TestResult {
     let config = SimConfig {
         latency: Duration::from_micros(300),
         bandwidth: 200e6,
-        client: ClientConfig {
-            pool: PoolConfig {
-                seed,
-                ..PoolConfig::default()
-            },
-            rpc_timeout: Duration::from_secs(2),
-            ..ClientConfig::default()
-        },
+        client: ClientConfig::default()
+            .with_pool(PoolConfig::default().with_seed(seed))
+            .with_rpc_timeout(Duration::from_secs(2)),
         consumer_delay: Duration::from_micros(200),
         ..SimConfig::default()
     };

@@ -198,11 +198,11 @@ pub fn request_head(data: &[u8]) {
         Ok(accepted) => {
             assert_eq!(accepted.method.path(), parts.uri.path());
             // What we would send for this call validates the same way.
-            let ours = RequestHead {
-                method: accepted.method,
-                authority: http::uri::Authority::from_static("peer"),
-                timeout: accepted.timeout,
-            }
+            let ours = RequestHead::new(
+                accepted.method,
+                http::uri::Authority::from_static("peer"),
+                accepted.timeout,
+            )
             .to_request();
             let (ours, ()) = ours.into_parts();
             let again = validate_request(&ours).expect("our own request head validates");
@@ -367,19 +367,18 @@ pub fn server_call(data: &[u8]) {
     let mut ops = Ops { data };
     let Some(pick) = ops.byte() else { return };
     let method = RpcMethod::ALL[usize::from(pick) % RpcMethod::ALL.len()];
-    let head = RequestHead {
+    let head = RequestHead::new(
         method,
-        authority: http::uri::Authority::from_static("peer"),
-        timeout: (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
-    };
+        http::uri::Authority::from_static("peer"),
+        (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
+    );
     let (parts, ()) = head.to_request().into_parts();
     let start = Instant::now();
     let mut now = start;
-    let config = ServerCallConfig {
-        max_request_len: 1 << 16,
-        max_response_len: 1 << 16,
-        snapshot_stall_timeout: Some(Duration::from_millis(80)),
-    };
+    let config = ServerCallConfig::default()
+        .with_max_request_len(1 << 16)
+        .with_max_response_len(1 << 16)
+        .with_snapshot_stall_timeout(Some(Duration::from_millis(80)));
     let mut call = ServerCall::new(&parts, config, now).expect("our own head is valid");
     let mut check = ServerStreamCheck::default();
     let mut failed = false;
@@ -476,11 +475,11 @@ pub fn client_call(data: &[u8]) {
     let mut ops = Ops { data };
     let Some(pick) = ops.byte() else { return };
     let method = RpcMethod::ALL[usize::from(pick) % RpcMethod::ALL.len()];
-    let head = RequestHead {
+    let head = RequestHead::new(
         method,
-        authority: http::uri::Authority::from_static("peer"),
-        timeout: (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
-    };
+        http::uri::Authority::from_static("peer"),
+        (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
+    );
     let mut now = Instant::now();
     let mut call = ClientCall::new(head, 1 << 16, now);
     let mut finished = 0;
@@ -644,23 +643,24 @@ pub fn server_endpoint(data: &[u8]) {
 
     let mut ops = Ops { data };
     let Some(setup) = ops.byte() else { return };
-    let config = ServerConfig {
-        call: ServerCallConfig {
-            max_request_len: 1 << 12,
-            max_response_len: 1 << 12,
-            snapshot_stall_timeout: Some(Duration::from_millis(80)),
-        },
-        consumer_queue: usize::from(setup % 3) + 1,
-        snapshot_buffer: usize::from((setup >> 2) % 2) + 1,
-        handshake_timeout: Duration::from_millis(100),
-        heartbeat_fast_path: setup & 0x10 != 0,
-        pipelines_apart: setup & 0x20 != 0,
-        windows: raft_grpc_transport::server::WindowConfig {
-            initial_stream: 256,
-            initial_connection: 1024,
-            max_stream: if setup & 0x40 != 0 { 1 << 16 } else { 256 },
-        },
-    };
+    let config = ServerConfig::default()
+        .with_call(
+            ServerCallConfig::default()
+                .with_max_request_len(1 << 12)
+                .with_max_response_len(1 << 12)
+                .with_snapshot_stall_timeout(Some(Duration::from_millis(80))),
+        )
+        .with_consumer_queue(usize::from(setup % 3) + 1)
+        .with_snapshot_buffer(usize::from((setup >> 2) % 2) + 1)
+        .with_handshake_timeout(Duration::from_millis(100))
+        .with_heartbeat_fast_path(setup & 0x10 != 0)
+        .with_pipelines_apart(setup & 0x20 != 0)
+        .with_windows(
+            raft_grpc_transport::server::WindowConfig::default()
+                .with_initial_stream(256)
+                .with_initial_connection(1024)
+                .with_max_stream(if setup & 0x40 != 0 { 1 << 16 } else { 256 }),
+        );
     let start = Instant::now();
     let mut now = start;
     let mut server = ServerEndpoint::new(config);
@@ -698,11 +698,11 @@ pub fn server_endpoint(data: &[u8]) {
                     let b = ops.byte().unwrap_or(0);
                     let method = RpcMethod::ALL[usize::from(b) % RpcMethod::ALL.len()];
                     let conn = conns[usize::from(b >> 7)];
-                    let head = RequestHead {
+                    let head = RequestHead::new(
                         method,
-                        authority: http::uri::Authority::from_static("me"),
-                        timeout: (b & 0x40 != 0).then(|| Duration::from_millis(50)),
-                    };
+                        http::uri::Authority::from_static("me"),
+                        (b & 0x40 != 0).then(|| Duration::from_millis(50)),
+                    );
                     let (parts, ()) = head.to_request().into_parts();
                     let id = server.handle_request_head(conn, &parts, now);
                     streams.push((id, method));
@@ -907,18 +907,17 @@ pub fn client_endpoint(data: &[u8]) {
     use std::collections::{HashMap, HashSet};
 
     let mut ops = Ops { data };
-    let config = ClientConfig {
-        rpc_timeout: Duration::from_millis(200),
-        pipeline_window: 3,
-        snapshot_chunk_size: 8,
-        max_send_message_len: 1 << 12,
-        max_recv_message_len: 1 << 12,
-        keepalive: KeepaliveConfig {
-            interval: Some(Duration::from_millis(30)),
-            timeout: Duration::from_millis(20),
-        },
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default()
+        .with_rpc_timeout(Duration::from_millis(200))
+        .with_pipeline_window(3)
+        .with_snapshot_chunk_size(8)
+        .with_max_send_message_len(1 << 12)
+        .with_max_recv_message_len(1 << 12)
+        .with_keepalive(
+            KeepaliveConfig::default()
+                .with_interval(Some(Duration::from_millis(30)))
+                .with_timeout(Duration::from_millis(20)),
+        );
     let mut now = Instant::now();
     let mut client = ClientEndpoint::new(config);
     let peers = ["10.0.0.1:7000", "10.0.0.2:7000"];
@@ -1312,11 +1311,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "request_head" => {
             let mut out = Vec::new();
             for method in RpcMethod::ALL {
-                let request = RequestHead {
+                let request = RequestHead::new(
                     method,
-                    authority: http::uri::Authority::from_static("peer"),
-                    timeout: Some(std::time::Duration::from_millis(1500)),
-                }
+                    http::uri::Authority::from_static("peer"),
+                    Some(std::time::Duration::from_millis(1500)),
+                )
                 .to_request();
                 let mut text = format!("POST {}\n", method.path()).into_bytes();
                 for (name, value) in request.headers() {

@@ -72,11 +72,11 @@ enum Receive {
 /// use raft_grpc_transport::Status;
 ///
 /// let now = Instant::now();
-/// let head = RequestHead {
-///     method: RpcMethod::TimeoutNow,
-///     authority: Authority::from_static("10.0.0.2:7000"),
-///     timeout: Some(Duration::from_secs(10)),
-/// };
+/// let head = RequestHead::new(
+///     RpcMethod::TimeoutNow,
+///     Authority::from_static("10.0.0.2:7000"),
+///     Some(Duration::from_secs(10)),
+/// );
 /// let mut call = ClientCall::new(head, 4 << 20, now);
 /// let _request = call.request(now); // send this head with h2
 /// call.send(MessageEncoder::default().encode(&TimeoutNowRequest::default()).unwrap());

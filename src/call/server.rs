@@ -29,6 +29,7 @@ use crate::wire;
 
 /// Limits of a server call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerCallConfig {
     /// Largest request message accepted (default 4 MiB, as grpc-go).
     pub max_request_len: usize,
@@ -39,6 +40,12 @@ pub struct ServerCallConfig {
     /// (default 60 s; `None` disables it).
     pub snapshot_stall_timeout: Option<Duration>,
 }
+
+crate::config::setters!(ServerCallConfig {
+    with_max_request_len => max_request_len: usize,
+    with_max_response_len => max_response_len: usize,
+    with_snapshot_stall_timeout => snapshot_stall_timeout: Option<Duration>,
+});
 
 impl Default for ServerCallConfig {
     fn default() -> Self {
@@ -122,7 +129,7 @@ enum Phase {
 /// use raft_grpc_transport::message::{RaftRequest, RaftResponse, RequestVoteRequest, RequestVoteResponse};
 ///
 /// let now = Instant::now();
-/// let head = RequestHead { method: RpcMethod::RequestVote, authority: Authority::from_static("me"), timeout: None };
+/// let head = RequestHead::new(RpcMethod::RequestVote, Authority::from_static("me"), None);
 /// let (parts, ()) = head.to_request().into_parts();
 /// let mut call = ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap();
 /// let request = RequestVoteRequest { term: 3, ..Default::default() };

@@ -92,6 +92,7 @@ const MAX_KEEPALIVE_DOUBLINGS: u32 = 6;
 
 /// Configuration of a [`ClientEndpoint`], with the transport's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Connections per peer, lanes and reconnect backoff.
     pub pool: PoolConfig,
@@ -121,16 +122,41 @@ pub struct ClientConfig {
     pub keepalive: KeepaliveConfig,
 }
 
+crate::config::setters!(ClientConfig {
+    with_pool => pool: PoolConfig,
+    with_rpc_timeout => rpc_timeout: Duration,
+    with_max_send_message_len => max_send_message_len: usize,
+    with_max_recv_message_len => max_recv_message_len: usize,
+    with_zero_copy_min => zero_copy_min: usize,
+    with_pipeline_window => pipeline_window: usize,
+    with_snapshot_chunk_size => snapshot_chunk_size: usize,
+    with_snapshot_timeout_scale => snapshot_timeout_scale: u64,
+    with_snapshot_stall_timeout => snapshot_stall_timeout: Duration,
+    with_keepalive => keepalive: KeepaliveConfig,
+});
+
 /// Keepalive of a [`ClientEndpoint`]'s connections: gRPC's rules (PINGs
 /// only while calls are in flight; grpc-go servers answer more with GOAWAY
 /// `too_many_pings`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeepaliveConfig {
     /// While calls are in flight on a connection, PING this often (`None`:
     /// never).
     pub interval: Option<Duration>,
     /// A PING unanswered for this long closes the connection.
     pub timeout: Duration,
+}
+
+crate::config::setters!(KeepaliveConfig {
+    with_interval => interval: Option<Duration>,
+    with_timeout => timeout: Duration,
+});
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        crate::config::Config::default().client().keepalive
+    }
 }
 
 impl Default for ClientConfig {

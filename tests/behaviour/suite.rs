@@ -232,10 +232,7 @@ fn concurrent_callers_spread_over_the_replication_slots() {
             }
         });
 
-        let config = Config {
-            pool_size: 5,
-            ..Config::default()
-        };
+        let config = Config::default().with_pool_size(5);
         let client = client(config);
         let calls: Vec<_> = (1..=60u64)
             .map(|i| client.append_entries(&addr, append(i, 1000)))
@@ -274,10 +271,7 @@ fn heartbeat_handler_answers_while_the_consumer_installs_a_snapshot() {
                 let mut received = 0u64;
                 while let Some(chunk) = reader.chunk().await.unwrap() {
                     received += chunk.len() as u64;
-                    sleep(
-                        Duration::from_millis(100) * (chunk.len() as u32) / (1 << 20),
-                    )
-                    .await;
+                    sleep(Duration::from_millis(100) * (chunk.len() as u32) / (1 << 20)).await;
                 }
                 rpc.respond(Ok(RaftResponse::InstallSnapshot(InstallSnapshotResponse {
                     success: received == 8 << 20,
@@ -343,10 +337,7 @@ fn deadline_exceeded_and_the_server_keeps_serving() {
                 }
             }
         });
-        let config = Config {
-            rpc_timeout: Duration::from_millis(300),
-            ..Config::default()
-        };
+        let config = Config::default().with_rpc_timeout(Duration::from_millis(300));
         let client = client(config);
         let start = std::time::Instant::now();
         let err = client
@@ -410,10 +401,7 @@ fn oversized_messages_are_resource_exhausted() {
 }
 
 fn client_with_send_limit(limit: usize) -> GrpcTransport {
-    client(Config {
-        max_send_message_len: limit,
-        ..Config::default()
-    })
+    client(Config::default().with_max_send_message_len(limit))
 }
 
 #[test]
@@ -602,10 +590,7 @@ fn a_peer_that_never_speaks_http2_fails_the_connect() {
             std::thread::sleep(Duration::from_millis(600));
             drop(conn);
         });
-        let config = Config {
-            connect_timeout: Duration::from_millis(300),
-            ..Config::default()
-        };
+        let config = Config::default().with_connect_timeout(Duration::from_millis(300));
         let client = client(config);
         let start = std::time::Instant::now();
         let err = client
@@ -719,19 +704,10 @@ fn a_custom_connector_opens_every_connection() {
 fn a_call_given_up_while_the_consumer_queue_is_full_is_never_delivered() {
     block_on(async {
         // A queue of one, and a consumer that starts reading late.
-        let server = GrpcTransport::bind(
-            "127.0.0.1:0",
-            Config {
-                consumer_queue: 1,
-                ..Config::default()
-            },
-        )
-        .await
-        .unwrap();
-        let client = client(Config {
-            rpc_timeout: Duration::from_millis(300),
-            ..Config::default()
-        });
+        let server = GrpcTransport::bind("127.0.0.1:0", Config::default().with_consumer_queue(1))
+            .await
+            .unwrap();
+        let client = client(Config::default().with_rpc_timeout(Duration::from_millis(300)));
         let target = server.local_addr().to_owned();
         let first = client.request_vote(
             &target,
@@ -812,7 +788,8 @@ fn counting_proxy(target: String) -> (String, std::sync::Arc<std::sync::atomic::
                 return;
             };
             counted.fetch_add(1, Ordering::SeqCst);
-            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut s_read, mut c_write) = (server, client);
             let counted = counted.clone();
             std::thread::spawn(move || {

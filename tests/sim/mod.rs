@@ -250,14 +250,14 @@ impl Sim {
         let nodes = (0..n)
             .map(|_| Node {
                 client: ClientEndpoint::new(config.client),
-                server: ServerEndpoint::new(ServerConfig {
-                    heartbeat_fast_path: true,
-                    windows: raft_grpc_transport::server::WindowConfig {
-                        initial_stream: config.stream_window as u32,
-                        ..config.server.windows
-                    },
-                    ..config.server
-                }),
+                server: ServerEndpoint::new(
+                    config.server.with_heartbeat_fast_path(true).with_windows(
+                        config
+                            .server
+                            .windows
+                            .with_initial_stream(config.stream_window as u32),
+                    ),
+                ),
                 log: NodeLog::default(),
                 current: None,
                 consumer_busy_until: Duration::ZERO,

@@ -20,6 +20,13 @@
 //! tokio or plain threads, and the in-memory one — live in the adapter
 //! crates; the protocol they run is the sans-IO core,
 //! `raft-grpc-transport`.
+//!
+//! # Public surface
+//!
+//! [`Transport`], [`AppendPipeline`], [`Rpc`], [`Responder`],
+//! [`SnapshotReader`], [`SnapshotData`], [`SnapshotBytes`],
+//! [`HeartbeatHandler`], the core's [`TransportError`], [`OutgoingRpc`] and
+//! [`UnaryRequest`]; the modules [`mod@migration`] and [`mod@reference`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -223,7 +230,11 @@ impl SnapshotData for SnapshotBytes {
 
 /// One incoming RPC: the request, the way to answer it, and for
 /// InstallSnapshot the data.
+///
+/// `#[non_exhaustive]`: what is known of an RPC (its peer, say) can grow
+/// without a breaking change; transports build one with [`Rpc::new`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Rpc {
     /// The request.
     pub request: RaftRequest,
@@ -235,6 +246,19 @@ pub struct Rpc {
 }
 
 impl Rpc {
+    /// An incoming RPC, as a transport hands it to the consumer.
+    pub fn new(
+        request: RaftRequest,
+        responder: Responder,
+        snapshot: Option<SnapshotReader>,
+    ) -> Rpc {
+        Rpc {
+            request,
+            responder,
+            snapshot,
+        }
+    }
+
     /// Answers the RPC (see [`Responder::respond`]).
     pub fn respond(self, result: Result<RaftResponse, Status>) -> bool {
         self.responder.respond(result)

@@ -38,6 +38,22 @@
 //! follower.close();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Public surface
+//!
+//! * [`BlockingTransport`] (= [`Blocking`] over [`GrpcTransport`]): every
+//!   RPC as a blocking method; [`Blocking`] puts any `Transport` (a
+//!   `MigrationTransport`, an [`InmemTransport`]) behind the same methods;
+//!   [`Config`] (the core's) configures it;
+//! * [`Consumer`], [`Rpc`], [`SnapshotReader`] (a `std::io::Read`),
+//!   [`Responder`], [`HeartbeatHandler`], [`IncomingPipeline`],
+//!   [`PipelineHandler`]: incoming RPCs; [`Pipeline`] ([`BlockingPipeline`]):
+//!   outgoing pipelines; [`TransportError`]: failed calls;
+//! * [`runtime`]: [`BlockingRuntime`], [`BlockingIo`], [`BlockingListener`],
+//!   [`block_on`], [`block_on_until`]; [`Connector`], [`tcp_connector`]:
+//!   bring-your-own streams;
+//! * [`InmemNetwork`], [`InmemConfig`], [`InmemTransport`]: the transport
+//!   over in-memory streams, for tests.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -153,8 +169,9 @@ impl Blocking<GrpcTransport> {
 }
 
 /// One incoming RPC, with its snapshot data (for InstallSnapshot) as a
-/// `std::io::Read`.
+/// `std::io::Read`. `#[non_exhaustive]`, as the async [`Rpc`](raft_grpc_transport_api::Rpc).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Rpc {
     /// The request.
     pub request: RaftRequest,
@@ -163,7 +180,7 @@ pub struct Rpc {
     /// For InstallSnapshot, the snapshot's data: read it to its end (it
     /// fails if fewer or more bytes than declared arrive, or a checksum
     /// does not match).
-    pub snapshot: Option<SnapshotRead>,
+    pub snapshot: Option<SnapshotReader>,
 }
 
 impl Rpc {
@@ -171,7 +188,7 @@ impl Rpc {
         Rpc {
             request: rpc.request,
             responder: rpc.responder,
-            snapshot: rpc.snapshot.map(|inner| SnapshotRead { inner }),
+            snapshot: rpc.snapshot.map(|inner| SnapshotReader { inner }),
         }
     }
 
@@ -183,22 +200,22 @@ impl Rpc {
     /// Answers the way `node serve` does (`raft_grpc_transport::reference`),
     /// reading a snapshot first.
     pub fn answer_reference(self, header: RpcHeader) -> bool {
-        let rpc = raft_grpc_transport_api::Rpc {
-            request: self.request,
-            responder: self.responder,
-            snapshot: self.snapshot.map(|s| s.inner),
-        };
+        let rpc = raft_grpc_transport_api::Rpc::new(
+            self.request,
+            self.responder,
+            self.snapshot.map(|s| s.inner),
+        );
         block_on(raft_grpc_transport_api::reference::answer(rpc, header))
     }
 }
 
 /// An incoming snapshot's data as a blocking reader.
 #[derive(Debug)]
-pub struct SnapshotRead {
+pub struct SnapshotReader {
     inner: raft_grpc_transport_api::SnapshotReader,
 }
 
-impl SnapshotRead {
+impl SnapshotReader {
     /// The next chunk as it arrived, without a copy; `None` at the end.
     pub fn chunk(&mut self) -> io::Result<Option<Bytes>> {
         block_on(self.inner.chunk())
@@ -215,7 +232,7 @@ impl SnapshotRead {
     }
 }
 
-impl Read for SnapshotRead {
+impl Read for SnapshotReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let inner = &mut self.inner;
         block_on(std::future::poll_fn(|cx| {

@@ -193,10 +193,7 @@ fn blocking_and_smol_nodes_talk_both_ways() {
 #[test]
 fn concurrent_callers_from_many_threads() {
     let server = serve(Config::default());
-    let client = client(Config {
-        pool_size: 5,
-        ..Config::default()
-    });
+    let client = client(Config::default().with_pool_size(5));
     let threads: Vec<_> = (1..=16u64)
         .map(|i| {
             let (client, target) = (client.clone(), server.local_addr().to_owned());
@@ -288,10 +285,7 @@ fn deadline_oversized_and_closed_server() {
     let consumer = server.consumer();
     // Holds every RPC without answering.
     let holder = thread::spawn(move || consumer.iter().collect::<Vec<_>>());
-    let client = client(Config {
-        rpc_timeout: Duration::from_millis(300),
-        ..Config::default()
-    });
+    let client = client(Config::default().with_rpc_timeout(Duration::from_millis(300)));
     let target = server.local_addr().to_owned();
 
     let err = client

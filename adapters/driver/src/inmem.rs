@@ -27,8 +27,11 @@ use crate::{Config, GrpcTransport, Runtime};
 /// Bytes an in-memory stream buffers in each direction.
 const PIPE_BUFFER: usize = 256 * 1024;
 
-/// Settings of an in-memory transport.
+/// Settings of an in-memory transport: start from `Default` and use the
+/// `with_*` setters (or assign fields); `#[non_exhaustive]`, so settings
+/// can be added without a breaking change.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct InmemConfig {
     /// Deadline of an RPC (default 10 s); snapshots scale it by size.
     pub rpc_timeout: Duration,
@@ -49,21 +52,33 @@ impl Default for InmemConfig {
 }
 
 impl InmemConfig {
+    /// Sets [`rpc_timeout`](Self::rpc_timeout).
+    pub fn with_rpc_timeout(mut self, rpc_timeout: Duration) -> Self {
+        self.rpc_timeout = rpc_timeout;
+        self
+    }
+
+    /// Sets [`pipeline_window`](Self::pipeline_window).
+    pub fn with_pipeline_window(mut self, pipeline_window: usize) -> Self {
+        self.pipeline_window = pipeline_window;
+        self
+    }
+
+    /// Sets [`snapshot_chunk_size`](Self::snapshot_chunk_size).
+    pub fn with_snapshot_chunk_size(mut self, snapshot_chunk_size: usize) -> Self {
+        self.snapshot_chunk_size = snapshot_chunk_size;
+        self
+    }
+
     /// The transport's configuration: the defaults, these settings, and no
     /// reconnect backoff (a connect costs nothing here, and a healed
     /// partition should carry the next call).
     pub fn config(&self) -> Config {
-        Config {
-            rpc_timeout: self.rpc_timeout,
-            pipeline_window: self.pipeline_window,
-            snapshot_chunk_size: self.snapshot_chunk_size,
-            backoff: Backoff {
-                initial: Duration::ZERO,
-                max: Duration::ZERO,
-                ..Backoff::default()
-            },
-            ..Config::default()
-        }
+        Config::default()
+            .with_rpc_timeout(self.rpc_timeout)
+            .with_pipeline_window(self.pipeline_window)
+            .with_snapshot_chunk_size(self.snapshot_chunk_size)
+            .with_backoff(Backoff::none())
     }
 }
 

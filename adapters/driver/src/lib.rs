@@ -28,6 +28,15 @@
 //! [`IncomingPipeline`], snapshot readers), [`inmem`] (an in-memory network
 //! of transports over in-memory streams), `h2_error` (the one reading of
 //! h2's errors) and `capacity` (the one way both halves get send capacity).
+//!
+//! # Public surface
+//!
+//! [`GrpcTransport`], [`Builder`], [`Pipeline`]; [`Consumer`],
+//! [`IncomingPipeline`], [`PipelineHandler`]; the [`runtime`] module
+//! ([`Runtime`], [`PeerIo`], [`BoxIo`], [`Connector`], [`ConnectFuture`],
+//! [`tcp_connector`]); the [`inmem`] module; and re-exports of [`Config`] and
+//! of the API crate's types ([`Rpc`], [`Responder`], [`SnapshotReader`],
+//! [`HeartbeatHandler`], [`Transport`], [`TransportError`], …).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

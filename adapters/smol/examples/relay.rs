@@ -221,6 +221,7 @@ async fn forward(transport: &GrpcTransport, target: &str, rpc: Rpc) {
         request,
         responder,
         snapshot,
+        ..
     } = rpc;
     let result = match request {
         RaftRequest::AppendEntries(request) => transport

@@ -42,6 +42,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Public surface
+//!
+//! * [`GrpcTransport`], its [`Builder`] and [`Pipeline`]: the driver's types
+//!   on [`SmolRuntime`]; [`Config`] (the core's) configures them;
+//! * [`Consumer`], [`IncomingPipeline`], [`PipelineHandler`] and the API
+//!   crate's [`Rpc`], [`Responder`], [`SnapshotReader`], [`HeartbeatHandler`],
+//!   [`Transport`], [`TransportError`]: what incoming and outgoing RPCs look
+//!   like;
+//! * [`Connector`], [`tcp_connector`], [`PeerStream`], [`SmolIo`], [`H2Io`]:
+//!   bring-your-own streams (a TLS stream, a Unix socket, …);
+//! * [`InmemNetwork`], [`InmemConfig`], [`InmemTransport`]: the transport
+//!   over in-memory streams, for tests.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

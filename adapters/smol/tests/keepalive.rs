@@ -72,10 +72,7 @@ fn keepalive_pings_only_while_calls_are_in_flight() {
         let (proxy, pings) = counting_proxy(server.local_addr().to_owned());
         let client = GrpcTransport::builder(
             "client",
-            Config {
-                keepalive_interval: Some(Duration::from_millis(50)),
-                ..Config::default()
-            },
+            Config::default().with_keepalive_interval(Some(Duration::from_millis(50))),
         )
         .build();
         let vote = || RequestVoteRequest {

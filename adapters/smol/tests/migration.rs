@@ -164,10 +164,7 @@ fn inmem_transport_behaves_like_the_real_one() {
 fn inmem_calls_fail_when_the_link_is_cut_in_flight_or_the_deadline_passes() {
     block_on(async {
         let net = InmemNetwork::new();
-        let config = InmemConfig {
-            rpc_timeout: Duration::from_millis(200),
-            ..InmemConfig::default()
-        };
+        let config = InmemConfig::default().with_rpc_timeout(Duration::from_millis(200));
         let a = net.transport("a", config.clone());
         let b = net.transport("b", config);
         // b never answers.

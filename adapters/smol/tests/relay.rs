@@ -209,6 +209,7 @@ async fn answer(rpc: Rpc, header: &RpcHeader, seen: &Mutex<Seen>, behaviour: &Be
         request,
         responder,
         snapshot,
+        ..
     } = rpc;
     if let Behaviour::Fail(code) = behaviour {
         responder.respond(Err(failure(*code, &request)));

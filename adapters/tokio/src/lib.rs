@@ -69,6 +69,19 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Public surface
+//!
+//! * [`GrpcTransport`], its [`Builder`] and [`Pipeline`]: the driver's types
+//!   on [`TokioRuntime`]; [`Config`] (the core's) configures them;
+//! * [`Consumer`], [`IncomingPipeline`], [`PipelineHandler`] and the API
+//!   crate's [`Rpc`], [`Responder`], [`SnapshotReader`], [`HeartbeatHandler`],
+//!   [`Transport`], [`TransportError`]: what incoming and outgoing RPCs look
+//!   like;
+//! * [`Connector`], [`tcp_connector`], [`PeerIo`], [`TokioIo`]:
+//!   bring-your-own streams;
+//! * [`InmemNetwork`], [`InmemConfig`], [`InmemTransport`]: the transport
+//!   over in-memory streams, for tests.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

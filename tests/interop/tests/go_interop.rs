@@ -278,10 +278,7 @@ fn interop_rust_client_to_go_server_message_limits() {
         assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
         // …and with the limit raised, grpc-go's 4 MiB receive limit answers
         // RESOURCE_EXHAUSTED, and the Go server goes on serving.
-        let config = Config {
-            max_send_message_len: 8 << 20,
-            ..Config::default()
-        };
+        let config = Config::default().with_max_send_message_len(8 << 20);
         let client = GrpcTransport::builder("127.0.0.1:9", config).build();
         let err = client
             .append_entries(&addr, oversized)
@@ -319,6 +316,7 @@ fn start_rust_server() -> (GrpcTransport, async_channel::Receiver<String>) {
                 request,
                 responder,
                 snapshot,
+                ..
             } = rpc;
             let mut data = String::new();
             let mut received = None;

@@ -1111,10 +1111,7 @@ fn interop_tonic_server_too_slow_or_oversized_fails_rust_client() {
     multi_thread().block_on(async {
         // A tonic server that does not answer in time: our deadline.
         let slow = TonicServer::start(Answer::Stall).await;
-        let client = rust_client(Config {
-            rpc_timeout: Duration::from_millis(300),
-            ..Config::default()
-        });
+        let client = rust_client(Config::default().with_rpc_timeout(Duration::from_millis(300)));
         let started = std::time::Instant::now();
         let status = status_of(client.request_vote(&slow.addr, full_vote()).await);
         assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
@@ -1212,6 +1209,7 @@ async fn serve_one(rpc: Rpc, header: RpcHeader, answer: &Answer, seen: &Mutex<Ru
         request,
         responder,
         snapshot,
+        ..
     } = rpc;
     lock(seen).requests.push(request.clone());
     // Read the snapshot here to check its bytes, then hand the same chunks
@@ -1251,19 +1249,11 @@ async fn serve_one(rpc: Rpc, header: RpcHeader, answer: &Answer, seen: &Mutex<Ru
         }
         Answer::Rich => {
             let responder = Responder::new(move |result| responder.respond(result.map(enrich)));
-            let rpc = Rpc {
-                request,
-                responder,
-                snapshot,
-            };
+            let rpc = Rpc::new(request, responder, snapshot);
             raft_grpc_transport_api::reference::answer(rpc, header).await;
         }
         _ => {
-            let rpc = Rpc {
-                request,
-                responder,
-                snapshot,
-            };
+            let rpc = Rpc::new(request, responder, snapshot);
             raft_grpc_transport_api::reference::answer(rpc, header).await;
         }
     }

@@ -24,10 +24,7 @@ use super::{
 use crate::protocol::{ClientArgs, ClientReport, Scenario};
 
 fn config() -> Config {
-    Config {
-        pipeline_window: WINDOW as usize,
-        ..Config::default()
-    }
+    Config::default().with_pipeline_window(WINDOW as usize)
 }
 
 /// Serves until stdin closes.

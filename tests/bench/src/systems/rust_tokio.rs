@@ -28,10 +28,7 @@ use super::{
 use crate::protocol::{ClientArgs, ClientReport, Scenario};
 
 fn config() -> Config {
-    Config {
-        pipeline_window: WINDOW as usize,
-        ..Config::default()
-    }
+    Config::default().with_pipeline_window(WINDOW as usize)
 }
 
 /// The runtime of each process: multi-thread, 2 workers, I/O and timers.
