@@ -211,6 +211,7 @@ impl Config {
                 interval: self.keepalive_interval,
                 timeout: self.keepalive_timeout,
             },
+            https: false,
         }
     }
 

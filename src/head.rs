@@ -166,6 +166,9 @@ pub struct RequestHead {
     pub authority: Authority,
     /// The call's timeout, sent as `grpc-timeout`; `None` for no deadline.
     pub timeout: Option<Duration>,
+    /// The connection runs TLS: the request says `:scheme https` (else
+    /// `http`). Set it with [`with_https`](Self::with_https).
+    pub https: bool,
 }
 
 impl RequestHead {
@@ -176,16 +179,29 @@ impl RequestHead {
             method,
             authority,
             timeout,
+            https: false,
         }
     }
 
-    /// The request head as h2 wants it: `POST` to an absolute `http://` URI,
+    /// Says whether the connection runs TLS (`:scheme https`).
+    #[must_use]
+    pub fn with_https(mut self, https: bool) -> RequestHead {
+        self.https = https;
+        self
+    }
+
+    /// The request head as h2 wants it: `POST` to an absolute `http://` (or
+    /// `https://`) URI,
     /// with `content-type: application/grpc`, `te: trailers`, `user-agent`
     /// and, when there is a timeout, `grpc-timeout`.
     pub fn to_request(&self) -> Request<()> {
         let uri = Uri::from_parts({
             let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(Scheme::HTTP);
+            parts.scheme = Some(if self.https {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            });
             parts.authority = Some(self.authority.clone());
             parts.path_and_query = Some(PathAndQuery::from_static(self.method.path()));
             parts
@@ -468,6 +484,7 @@ mod tests {
             method: RpcMethod::InstallSnapshot,
             authority: Authority::from_static("127.0.0.1:9000"),
             timeout: Some(Duration::from_millis(1500)),
+            https: false,
         }
         .to_request();
         assert_eq!(request.method(), Method::POST);
@@ -476,6 +493,14 @@ mod tests {
             request.uri().path(),
             "/proto.raft.v1.RaftTransportService/InstallSnapshot"
         );
+        let over_tls = RequestHead::new(
+            RpcMethod::InstallSnapshot,
+            Authority::from_static("127.0.0.1:9000"),
+            None,
+        )
+        .with_https(true)
+        .to_request();
+        assert_eq!(over_tls.uri().scheme(), Some(&Scheme::HTTPS));
         assert_eq!(request.headers()[CONTENT_TYPE], "application/grpc");
         assert_eq!(request.headers()[TE], "trailers");
         assert!(
@@ -490,6 +515,7 @@ mod tests {
             method: RpcMethod::TimeoutNow,
             authority: Authority::from_static("peer"),
             timeout: None,
+            https: false,
         }
         .to_request();
         assert!(no_deadline.headers().get(GRPC_TIMEOUT).is_none());

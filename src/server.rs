@@ -1146,6 +1146,7 @@ mod tests {
             method,
             authority: Authority::from_static("me"),
             timeout,
+            https: false,
         };
         server.handle_request_head(conn, &head.to_request().into_parts().0, now)
     }

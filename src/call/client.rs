@@ -399,6 +399,7 @@ mod tests {
             method: RpcMethod::AppendEntries,
             authority: Authority::from_static("peer:1"),
             timeout,
+            https: false,
         };
         ClientCall::new(head, 1 << 20, now)
     }
@@ -537,6 +538,7 @@ mod tests {
             method: RpcMethod::AppendEntries,
             authority: Authority::from_static("peer:1"),
             timeout: None,
+            https: false,
         };
         let mut c = ClientCall::new(head, 4, now);
         c.handle_response_head(&ok_head(), false, now);

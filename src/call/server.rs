@@ -618,6 +618,7 @@ mod tests {
             method,
             authority: Authority::from_static("me"),
             timeout,
+            https: false,
         };
         let (parts, ()) = head.to_request().into_parts();
         ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap()
@@ -752,6 +753,7 @@ mod tests {
             method: RpcMethod::AppendEntries,
             authority: Authority::from_static("me"),
             timeout: None,
+            https: false,
         };
         let (parts, ()) = head.to_request().into_parts();
         let config = ServerCallConfig {

@@ -120,6 +120,9 @@ pub struct ClientConfig {
     pub snapshot_stall_timeout: Duration,
     /// HTTP/2 PINGs while calls are in flight.
     pub keepalive: KeepaliveConfig,
+    /// The driver runs TLS under every connection: requests say `:scheme
+    /// https` (default false: `http`).
+    pub https: bool,
 }
 
 crate::config::setters!(ClientConfig {
@@ -133,6 +136,7 @@ crate::config::setters!(ClientConfig {
     with_snapshot_timeout_scale => snapshot_timeout_scale: u64,
     with_snapshot_stall_timeout => snapshot_stall_timeout: Duration,
     with_keepalive => keepalive: KeepaliveConfig,
+    with_https => https: bool,
 });
 
 /// Keepalive of a [`ClientEndpoint`]'s connections: gRPC's rules (PINGs
@@ -1217,11 +1221,12 @@ impl ClientEndpoint {
         self.next_call += 1;
         let authority = Authority::from_str(peer).ok();
         let valid_peer = authority.is_some();
-        let head = RequestHead {
+        let head = RequestHead::new(
             method,
-            authority: authority.unwrap_or_else(|| Authority::from_static("invalid")),
+            authority.unwrap_or_else(|| Authority::from_static("invalid")),
             timeout,
-        };
+        )
+        .with_https(self.config.https);
         let record = Record {
             peer: peer.to_owned(),
             lane,

@@ -44,7 +44,9 @@
 //! * [`BlockingTransport`] (= [`Blocking`] over [`GrpcTransport`]): every
 //!   RPC as a blocking method; [`Blocking`] puts any `Transport` (a
 //!   `MigrationTransport`, an [`InmemTransport`]) behind the same methods;
-//!   [`Config`] (the core's) configures it;
+//!   [`Config`] (the core's) configures it; [`Builder`] with
+//!   [`BlockingTransport::bind_builder`] adds TLS (the `tls` module, cargo
+//!   feature `tls`) or a custom connector;
 //! * [`Consumer`], [`Rpc`], [`SnapshotReader`] (a `std::io::Read`),
 //!   [`Responder`], [`HeartbeatHandler`], [`IncomingPipeline`],
 //!   [`PipelineHandler`]: incoming RPCs; [`Pipeline`] ([`BlockingPipeline`]):
@@ -79,6 +81,11 @@ use raft_grpc_transport_api::migration::MigrationTransport;
 use raft_grpc_transport_api::{AppendPipeline, Transport};
 pub use raft_grpc_transport_api::{HeartbeatHandler, Responder, TransportError};
 pub use raft_grpc_transport_driver::inmem::InmemConfig;
+/// TLS and mutual TLS (cargo feature `tls`): give a `TlsServer` and a
+/// `TlsClient` to the transport's builder.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use raft_grpc_transport_driver::tls;
 pub use raft_grpc_transport_driver::{IncomingPipeline, PipelineHandler};
 pub use runtime::{BlockingIo, BlockingListener, BlockingRuntime, block_on, block_on_until};
 
@@ -98,6 +105,10 @@ pub fn tcp_connector() -> Connector {
     raft_grpc_transport_driver::tcp_connector(BlockingRuntime)
 }
 
+/// Builds a [`GrpcTransport`] (TLS, a connector, the runtime);
+/// [`BlockingTransport::bind_builder`] binds and serves it.
+pub type Builder = raft_grpc_transport_driver::Builder<BlockingRuntime>;
+
 /// The gRPC transport with blocking methods: [`Blocking`] over
 /// [`GrpcTransport`], with std listeners and streams in and an
 /// mpsc-shaped [`Consumer`]. Cheap to clone; every clone is the same
@@ -109,6 +120,13 @@ impl Blocking<GrpcTransport> {
     /// picks one; [`local_addr`](Self::local_addr) says which).
     pub fn bind(addr: &str, config: Config) -> io::Result<BlockingTransport> {
         block_on(GrpcTransport::bind(addr, config)).map(Blocking::new)
+    }
+
+    /// Binds the builder's `local_addr` and serves on it: the way to a
+    /// blocking transport with TLS (`Builder::tls_server`,
+    /// `Builder::tls_client`) or a custom connector.
+    pub fn bind_builder(builder: Builder) -> io::Result<BlockingTransport> {
+        block_on(builder.bind()).map(Blocking::new)
     }
 
     /// Serves on a std listener you bound.

@@ -31,7 +31,8 @@
 //!
 //! # Public surface
 //!
-//! [`GrpcTransport`], [`Builder`], [`Pipeline`]; [`Consumer`],
+//! [`GrpcTransport`], [`Builder`] (with `tls_server` and `tls_client`
+//! under the cargo feature `tls`: the `tls` module), [`Pipeline`]; [`Consumer`],
 //! [`IncomingPipeline`], [`PipelineHandler`]; the [`runtime`] module
 //! ([`Runtime`], [`PeerIo`], [`BoxIo`], [`Connector`], [`ConnectFuture`],
 //! [`tcp_connector`]); the [`inmem`] module; and re-exports of [`Config`] and
@@ -49,6 +50,9 @@ mod incoming;
 pub mod inmem;
 pub mod runtime;
 mod server;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 
 pub use incoming::{Consumer, IncomingPipeline};
 pub use raft_grpc_transport::config::Config;
@@ -147,12 +151,9 @@ impl<R: Runtime> GrpcTransport<R> {
     /// [`from_listener`](Self::from_listener), on this runtime.
     pub fn from_listener_on(runtime: R, listener: R::Listener, config: Config) -> io::Result<Self> {
         let local_addr = R::local_addr(&listener)?.to_string();
-        let transport = GrpcTransport::builder(local_addr, config)
-            .runtime(runtime.clone())
-            .build();
-        let server = transport.inner.server.clone();
-        runtime.spawn(server::serve_listener(runtime.clone(), server, listener));
-        Ok(transport)
+        Ok(GrpcTransport::builder(local_addr, config)
+            .runtime(runtime)
+            .serve(listener))
     }
 
     /// A transport that listens on nothing by itself: give it connections
@@ -165,6 +166,10 @@ impl<R: Runtime> GrpcTransport<R> {
             local_addr: local_addr.into(),
             config,
             connector: None,
+            #[cfg(feature = "tls")]
+            tls_server: None,
+            #[cfg(feature = "tls")]
+            tls_client: None,
         }
     }
 
@@ -444,6 +449,20 @@ pub struct Builder<R: Runtime> {
     config: Config,
     /// `None`: TCP through the runtime.
     connector: Option<Connector<BoxIo>>,
+    #[cfg(feature = "tls")]
+    tls_server: Option<tls::TlsServer>,
+    #[cfg(feature = "tls")]
+    tls_client: Option<tls::TlsClient>,
+}
+
+/// `connector`'s streams with a TLS handshake on top.
+#[cfg(feature = "tls")]
+fn tls_connector(connector: Connector<BoxIo>, tls: tls::TlsClient) -> Connector<BoxIo> {
+    Arc::new(move |peer: String| {
+        let connect = connector(peer.clone());
+        let tls = tls.clone();
+        Box::pin(async move { tls.connect(&peer, connect.await?).await })
+    })
 }
 
 /// A connector of the runtime's streams, as HTTP/2 takes them.
@@ -473,15 +492,77 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
+    /// Serves TLS (or mutual TLS) on every connection it accepts, from its
+    /// listener or [`serve_connection`](GrpcTransport::serve_connection):
+    /// a client that does not complete the handshake, or does not
+    /// negotiate ALPN `h2`, is dropped, and the others are served on.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_server(mut self, tls: tls::TlsServer) -> Builder<R> {
+        self.tls_server = Some(tls);
+        self
+    }
+
+    /// Calls peers over TLS (or mutual TLS), on the streams its connector
+    /// opens, and says `:scheme https`. A peer whose certificate does not
+    /// verify, or that does not negotiate ALPN `h2`, fails the connect:
+    /// its calls fail with `UNAVAILABLE` and a message naming the TLS
+    /// error.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_client(mut self, tls: tls::TlsClient) -> Builder<R> {
+        self.tls_client = Some(tls);
+        self
+    }
+
+    /// Binds a TCP listener on the builder's `local_addr` and serves on
+    /// it; with port 0 the system picks one, and the transport's
+    /// [`local_addr`](GrpcTransport::local_addr) is the bound address.
+    pub async fn bind(mut self) -> io::Result<GrpcTransport<R>> {
+        let runtime = self.runtime.clone().unwrap_or_default();
+        let addr = match self.local_addr.parse() {
+            Ok(addr) => addr,
+            Err(_) => runtime.resolve(self.local_addr.clone()).await?,
+        };
+        let listener = runtime.bind(addr)?;
+        self.local_addr = R::local_addr(&listener)?.to_string();
+        self.runtime = Some(runtime);
+        Ok(self.serve(listener))
+    }
+
+    /// The transport, serving on `listener`.
+    pub fn serve(self, listener: R::Listener) -> GrpcTransport<R> {
+        let transport = self.build();
+        let runtime = transport.inner.runtime.clone();
+        let server = transport.inner.server.clone();
+        runtime.spawn(server::serve_listener(runtime.clone(), server, listener));
+        transport
+    }
+
     /// The transport.
     pub fn build(self) -> GrpcTransport<R> {
         let runtime = self.runtime.unwrap_or_default();
         let http2 = self.config.http2();
         let server = ServerShared::new(&runtime, self.config.server(), http2);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls_server {
+            // A new server: nothing set it before.
+            let _ = server.tls.set(tls);
+        }
         let connector = self
             .connector
             .unwrap_or_else(|| into_h2_connector::<R>(tcp_connector(runtime.clone())));
-        let client = ClientShared::new(runtime.clone(), self.config.client(), http2, connector);
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut client_config = self.config.client();
+        #[cfg(feature = "tls")]
+        let connector = match self.tls_client {
+            Some(tls) => {
+                client_config.https = true;
+                tls_connector(connector, tls)
+            }
+            None => connector,
+        };
+        let client = ClientShared::new(runtime.clone(), client_config, http2, connector);
         GrpcTransport {
             inner: Arc::new(Inner {
                 runtime,

@@ -86,6 +86,10 @@ struct Deferred {
 /// The server half of a transport.
 pub(crate) struct ServerShared {
     http2: Http2Settings,
+    /// TLS under every accepted connection (unset: plain HTTP/2); set
+    /// once, when the transport is built.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: std::sync::OnceLock<crate::tls::TlsServer>,
     state: Mutex<ServerState>,
     timer: Event,
     /// Notified when requests enter the consumer queue, and on close.
@@ -106,6 +110,8 @@ impl ServerShared {
     ) -> Arc<Self> {
         let shared = Arc::new(ServerShared {
             http2,
+            #[cfg(feature = "tls")]
+            tls: std::sync::OnceLock::new(),
             state: Mutex::new(ServerState {
                 endpoint: ServerEndpoint::new(config),
                 conns: HashMap::new(),
@@ -455,7 +461,20 @@ pub(crate) async fn serve_connection<R: Runtime>(runtime: R, shared: Arc<ServerS
         s.conns.insert(conn, ConnSlot::default());
         conn
     });
-    let handshake = h2_server(&shared.http2).handshake::<BoxIo, Bytes>(io);
+    let handshake = async {
+        #[cfg(feature = "tls")]
+        let io = match shared.tls.get() {
+            Some(tls) => match tls.accept(io).await {
+                Ok((io, _client_chain)) => io,
+                Err(e) => return Err(format!("TLS handshake failed: {e}")),
+            },
+            None => io,
+        };
+        h2_server(&shared.http2)
+            .handshake::<BoxIo, Bytes>(io)
+            .await
+            .map_err(|e| format!("HTTP/2 handshake failed: {e}"))
+    };
     let abandoned = std::future::poll_fn(|cx| poll_closed(&shared, conn, cx));
     let handshake = future::or(async { Some(handshake.await) }, async {
         abandoned.await;
@@ -468,15 +487,11 @@ pub(crate) async fn serve_connection<R: Runtime>(runtime: R, shared: Arc<ServerS
             shared.lock().conns.remove(&conn);
             return;
         }
-        // Not HTTP/2: drop this connection only.
-        Some(Err(e)) => {
+        // Not TLS or not HTTP/2: drop this connection only.
+        Some(Err(detail)) => {
             shared.update(|s, now| {
                 s.conns.remove(&conn);
-                s.endpoint.handle_connection_lost(
-                    conn,
-                    &format!("HTTP/2 handshake failed: {e}"),
-                    now,
-                );
+                s.endpoint.handle_connection_lost(conn, &detail, now);
             });
             return;
         }

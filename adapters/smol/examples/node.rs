@@ -10,7 +10,7 @@
 //! cargo run -p raft-grpc-transport-smol --example node -- call --target 127.0.0.1:7000 --rpc append-entries --entries 3
 //! ```
 //!
-//! # `node serve --listen ADDR [--id ID]`
+//! # `node serve --listen ADDR [--id ID] [TLS options]`
 //!
 //! Binds `ADDR` (port 0 picks a free port), prints `listening on ADDR` with
 //! the bound address on stdout once connections are accepted, then serves
@@ -27,6 +27,10 @@
 //!
 //! RPCs are answered concurrently (a snapshot being received does not hold
 //! up heartbeats or votes).
+//!
+//! With `--tls-cert PEM --tls-key PEM` it serves TLS (ALPN `h2`) with that
+//! certificate chain and key; `--tls-client-ca PEM` also requires every
+//! client to present a certificate that chains to those roots (mutual TLS).
 //!
 //! # `node call --target ADDR --rpc RPC [options]`
 //!
@@ -67,6 +71,12 @@
 //! times, one line each. `--term T` (default 1) is the term of every
 //! request. Options that an RPC does not use are accepted and ignored.
 //!
+//! With `--tls-ca PEM` the calls go over TLS, trusting server certificates
+//! that chain to those roots and verifying the target's host (or
+//! `--tls-server-name NAME`) in them; `--tls-cert PEM --tls-key PEM`
+//! presents a client certificate (mutual TLS). A TLS failure is a failed
+//! call: `UNAVAILABLE`, with the TLS error in the message.
+//!
 //! Everything runs under `futures_lite::future::block_on`; the transport's
 //! own tasks run on smol's global executor.
 
@@ -81,13 +91,19 @@ use raft_grpc_transport::message::{
     RequestPreVoteRequest, RequestVoteRequest, RpcHeader, TimeoutNowRequest,
 };
 use raft_grpc_transport_api::TransportError;
+// The TLS types are the driver's `tls` module (`raft_grpc_transport_smol::tls`
+// with the smol crate's `tls` feature); this package's examples have it
+// through their dev-dependency on the driver.
+use raft_grpc_transport_driver::tls::{TlsClient, TlsServer};
 use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline};
 
 const USAGE: &str = "\
 usage:
   node serve --listen ADDR [--id ID]
+             [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
   node call --target ADDR --rpc RPC [--entries N] [--entry-size BYTES]
             [--count M] [--snapshot-size BYTES] [--term T]
+            [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name NAME]]
 
 RPC: append-entries | request-vote | request-pre-vote | timeout-now
      | install-snapshot | pipeline
@@ -107,7 +123,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Ok(Command::Serve { listen, id }) => block_on(serve(&listen, &id)),
+        Ok(Command::Serve { listen, id, tls }) => block_on(serve(&listen, &id, &tls)),
         Ok(Command::Call(call)) => block_on(run_call(&call)),
         Err(message) => {
             eprintln!("node: {message}\n\n{USAGE}");
@@ -120,7 +136,11 @@ fn main() -> ExitCode {
 
 enum Command {
     Help,
-    Serve { listen: String, id: String },
+    Serve {
+        listen: String,
+        id: String,
+        tls: TlsFiles,
+    },
     Call(Call),
 }
 
@@ -148,6 +168,95 @@ impl RpcKind {
     }
 }
 
+/// The PEM files of the TLS options.
+#[derive(Default)]
+struct TlsFiles {
+    /// `--tls-cert`: our certificate chain.
+    cert: Option<String>,
+    /// `--tls-key`: its private key.
+    key: Option<String>,
+    /// `--tls-client-ca` (serve) or `--tls-ca` (call): the roots the peer's
+    /// certificate must chain to.
+    roots: Option<String>,
+    /// `--tls-server-name` (call).
+    server_name: Option<String>,
+}
+
+impl TlsFiles {
+    /// Takes a TLS option; false if `name` is not one.
+    fn take(&mut self, name: &str, value: &str) -> bool {
+        let slot = match name {
+            "--tls-cert" => &mut self.cert,
+            "--tls-key" => &mut self.key,
+            "--tls-client-ca" | "--tls-ca" => &mut self.roots,
+            "--tls-server-name" => &mut self.server_name,
+            _ => return false,
+        };
+        *slot = Some(value.to_owned());
+        true
+    }
+
+    /// `--tls-cert` and `--tls-key` go together.
+    fn identity(&self) -> Result<Option<(&str, &str)>, String> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            _ => Err("`--tls-cert` and `--tls-key` go together".into()),
+        }
+    }
+
+    fn read(path: &str, option: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("cannot read {option} {path}: {e}"))
+    }
+
+    /// The server side, if any TLS option was given.
+    fn server(&self) -> Result<Option<TlsServer>, String> {
+        let Some((cert, key)) = self.identity()? else {
+            return match self.roots {
+                Some(_) => Err("`--tls-client-ca` needs `--tls-cert` and `--tls-key`".into()),
+                None => Ok(None),
+            };
+        };
+        let (cert, key) = (
+            Self::read(cert, "--tls-cert")?,
+            Self::read(key, "--tls-key")?,
+        );
+        let tls = match &self.roots {
+            Some(roots) => {
+                TlsServer::mutual_from_pem(&cert, &key, &Self::read(roots, "--tls-client-ca")?)
+            }
+            None => TlsServer::from_pem(&cert, &key),
+        };
+        tls.map(Some).map_err(|e| e.to_string())
+    }
+
+    /// The client side, if `--tls-ca` was given.
+    fn client(&self) -> Result<Option<TlsClient>, String> {
+        let identity = self.identity()?;
+        let Some(roots) = &self.roots else {
+            return match (identity, &self.server_name) {
+                (None, None) => Ok(None),
+                _ => Err("the TLS options of `call` need `--tls-ca PEM`".into()),
+            };
+        };
+        let mut tls = TlsClient::from_pem_roots(&Self::read(roots, "--tls-ca")?)
+            .map_err(|e| e.to_string())?;
+        if let Some((cert, key)) = identity {
+            let (cert, key) = (
+                Self::read(cert, "--tls-cert")?,
+                Self::read(key, "--tls-key")?,
+            );
+            tls = tls
+                .with_client_cert_pem(&cert, &key)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(name) = &self.server_name {
+            tls = tls.with_server_name(name).map_err(|e| e.to_string())?;
+        }
+        Ok(Some(tls))
+    }
+}
+
 struct Call {
     target: String,
     rpc: RpcKind,
@@ -156,6 +265,7 @@ struct Call {
     count: u64,
     snapshot_size: u64,
     term: u64,
+    tls: TlsFiles,
 }
 
 /// `--name value` and `--name=value` pairs, in order.
@@ -199,14 +309,29 @@ fn parse(args: &[String]) -> Result<Command, String> {
         "serve" => {
             let mut listen = None;
             let mut id = "node".to_owned();
-            for (name, value) in options(rest, &["--listen", "--id"])? {
+            let mut tls = TlsFiles::default();
+            let allowed = [
+                "--listen",
+                "--id",
+                "--tls-cert",
+                "--tls-key",
+                "--tls-client-ca",
+            ];
+            for (name, value) in options(rest, &allowed)? {
                 match name {
                     "--listen" => listen = Some(value.to_owned()),
-                    _ => id = value.to_owned(),
+                    "--id" => id = value.to_owned(),
+                    _ => {
+                        tls.take(name, value);
+                    }
                 }
             }
             let listen = listen.ok_or("serve needs `--listen ADDR`")?;
-            Ok(Command::Serve { listen, id })
+            tls.identity()?;
+            if tls.roots.is_some() && tls.cert.is_none() {
+                return Err("`--tls-client-ca` needs `--tls-cert` and `--tls-key`".into());
+            }
+            Ok(Command::Serve { listen, id, tls })
         }
         "call" => {
             let allowed = [
@@ -217,6 +342,10 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 "--count",
                 "--snapshot-size",
                 "--term",
+                "--tls-ca",
+                "--tls-cert",
+                "--tls-key",
+                "--tls-server-name",
             ];
             let (mut target, mut rpc, mut count) = (None, None, None);
             let mut call = Call {
@@ -227,6 +356,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 count: 1,
                 snapshot_size: 1 << 20,
                 term: 1,
+                tls: TlsFiles::default(),
             };
             for (name, value) in options(rest, &allowed)? {
                 match name {
@@ -241,12 +371,21 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     "--entry-size" => call.entry_size = number(name, value)?,
                     "--count" => count = Some(number(name, value)?),
                     "--snapshot-size" => call.snapshot_size = number(name, value)?,
-                    _ => call.term = number(name, value)?,
+                    "--term" => call.term = number(name, value)?,
+                    _ => {
+                        call.tls.take(name, value);
+                    }
                 }
             }
             call.target = target.ok_or("call needs `--target ADDR`")?;
             call.rpc = rpc.ok_or("call needs `--rpc RPC`")?;
             call.count = count.unwrap_or(if call.rpc == RpcKind::Pipeline { 10 } else { 1 });
+            call.tls.identity()?;
+            if call.tls.roots.is_none()
+                && (call.tls.cert.is_some() || call.tls.server_name.is_some())
+            {
+                return Err("the TLS options of `call` need `--tls-ca PEM`".into());
+            }
             Ok(Command::Call(call))
         }
         other => Err(format!("unknown command `{other}`")),
@@ -255,8 +394,17 @@ fn parse(args: &[String]) -> Result<Command, String> {
 
 // -------------------------------------------------------------------- serve
 
-async fn serve(listen: &str, id: &str) -> ExitCode {
-    let transport = match GrpcTransport::bind(listen, Config::default()).await {
+async fn serve(listen: &str, id: &str, tls: &TlsFiles) -> ExitCode {
+    let mut builder = GrpcTransport::builder(listen, Config::default());
+    match tls.server() {
+        Ok(Some(tls)) => builder = builder.tls_server(tls),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("node: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let transport = match builder.bind().await {
         Ok(transport) => transport,
         Err(e) => {
             eprintln!("node: cannot listen on {listen}: {e}");
@@ -283,7 +431,16 @@ async fn serve(listen: &str, id: &str) -> ExitCode {
 }
 
 async fn run_call(call: &Call) -> ExitCode {
-    let client = GrpcTransport::builder("client", Config::default()).build();
+    let mut builder = GrpcTransport::builder("client", Config::default());
+    match call.tls.client() {
+        Ok(Some(tls)) => builder = builder.tls_client(tls),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("node: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let client = builder.build();
     let header = RpcHeader::new(PROTOCOL_VERSION, "client", client.local_addr().to_owned());
     let mut failed = false;
     let mut report = |line: Result<String, TransportError>| {

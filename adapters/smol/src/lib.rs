@@ -54,7 +54,9 @@
 //! * [`Connector`], [`tcp_connector`], [`PeerStream`], [`SmolIo`], [`H2Io`]:
 //!   bring-your-own streams (a TLS stream, a Unix socket, …);
 //! * [`InmemNetwork`], [`InmemConfig`], [`InmemTransport`]: the transport
-//!   over in-memory streams, for tests.
+//!   over in-memory streams, for tests;
+//! * `tls` (cargo feature `tls`): `TlsServer` and `TlsClient` for the
+//!   [`Builder`]'s `tls_server` and `tls_client`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -68,6 +70,11 @@ pub use raft_grpc_transport_api::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
 };
 pub use raft_grpc_transport_driver::inmem::InmemConfig;
+/// TLS and mutual TLS (cargo feature `tls`): give a `TlsServer` and a
+/// `TlsClient` to the transport's builder.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use raft_grpc_transport_driver::tls;
 pub use raft_grpc_transport_driver::{Consumer, IncomingPipeline, PipelineHandler};
 
 use std::future::Future;

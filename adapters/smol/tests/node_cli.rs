@@ -33,8 +33,14 @@ impl Drop for KillOnDrop {
 
 /// Starts `node serve` on a free port; returns it and its address.
 fn serve(node: &Path, id: &str) -> (KillOnDrop, String) {
+    serve_with(node, id, &[])
+}
+
+/// Starts `node serve … EXTRA…` on a free port.
+fn serve_with(node: &Path, id: &str, extra: &[&str]) -> (KillOnDrop, String) {
     let child = Command::new(node)
         .args(["serve", "--listen", "127.0.0.1:0", "--id", id])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -219,4 +225,164 @@ fn usage_errors_exit_2() {
             args.join(" ")
         );
     }
+}
+
+/// PEM files for mutual TLS in a temporary directory: a CA, a server
+/// certificate for 127.0.0.1 and a client certificate, both signed by it.
+struct TlsFiles {
+    dir: PathBuf,
+}
+
+impl TlsFiles {
+    fn new(name: &str) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("node-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        for (leaf, names) in [
+            ("server", vec!["127.0.0.1".to_owned()]),
+            ("client", vec!["client".to_owned()]),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(names)
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            std::fs::write(dir.join(format!("{leaf}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{leaf}.key")), key.serialize_pem()).unwrap();
+        }
+        TlsFiles { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn serve_and_call_over_mutual_tls() {
+    let node = node_binary();
+    let tls = TlsFiles::new("mtls");
+    let (ca, cert, key) = (
+        tls.path("ca.pem"),
+        tls.path("server.pem"),
+        tls.path("server.key"),
+    );
+    let (_server, addr) = serve_with(
+        node,
+        "tls",
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &ca,
+        ],
+    );
+    let (client_cert, client_key) = (tls.path("client.pem"), tls.path("client.key"));
+
+    // Every RPC kind over mutual TLS.
+    for rpc in [
+        "append-entries",
+        "request-vote",
+        "request-pre-vote",
+        "timeout-now",
+        "install-snapshot",
+        "pipeline",
+    ] {
+        let args = [
+            "--rpc",
+            rpc,
+            "--count",
+            "2",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &client_cert,
+            "--tls-key",
+            &client_key,
+        ];
+        let out = lines(&call(node, &addr, &args), &args);
+        assert_eq!(out.len(), 2, "{rpc}: {out:?}");
+        let header = format!(r#""header":{{"protocol_version":3,"id":"tls","addr":"{addr}"}}"#);
+        for line in &out {
+            assert_fields(line, &[&header]);
+        }
+    }
+
+    // Without a client certificate, or trusting another CA: UNAVAILABLE,
+    // the TLS error in the message, exit code 1.
+    let other = TlsFiles::new("other");
+    let other_ca = other.path("ca.pem");
+    for (args, expected) in [
+        (
+            vec!["--rpc", "request-vote", "--tls-ca", &ca],
+            "CertificateRequired",
+        ),
+        (
+            vec![
+                "--rpc",
+                "request-vote",
+                "--tls-ca",
+                &other_ca,
+                "--tls-cert",
+                &client_cert,
+                "--tls-key",
+                &client_key,
+            ],
+            "invalid peer certificate",
+        ),
+        (vec!["--rpc", "request-vote"], "UNAVAILABLE"),
+    ] {
+        let output = call(node, &addr, &args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stdout}");
+        assert_fields(stdout.trim_end(), &[r#""code":"UNAVAILABLE""#, expected]);
+    }
+
+    // TLS options that do not go together are usage errors.
+    for args in [
+        vec![
+            "--rpc",
+            "request-vote",
+            "--tls-cert",
+            &client_cert,
+            "--tls-key",
+            &client_key,
+        ],
+        vec![
+            "--rpc",
+            "request-vote",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &client_cert,
+        ],
+    ] {
+        assert_eq!(call(node, &addr, &args).status.code(), Some(2), "{args:?}");
+    }
+    let serve_usage = Command::new(node)
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-client-ca", &ca])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(serve_usage.status.code(), Some(2));
+    // A missing file is a failure, not a usage error.
+    let missing = call(
+        node,
+        &addr,
+        &["--rpc", "request-vote", "--tls-ca", "/nonexistent/ca.pem"],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read --tls-ca"));
 }

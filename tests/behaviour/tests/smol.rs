@@ -7,3 +7,9 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 include!("../suite.rs");
+
+/// TLS and mutual TLS (see `tls.rs`).
+mod tls {
+    use super::*;
+    include!("../tls.rs");
+}
