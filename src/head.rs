@@ -169,6 +169,9 @@ pub struct RequestHead {
     /// The connection runs TLS: the request says `:scheme https` (else
     /// `http`). Set it with [`with_https`](Self::with_https).
     pub https: bool,
+    /// Custom metadata sent with the request (an `authorization` token,
+    /// say); see [`crate::metadata::check_custom_metadata`].
+    pub metadata: http::HeaderMap,
 }
 
 impl RequestHead {
@@ -180,7 +183,15 @@ impl RequestHead {
             authority,
             timeout,
             https: false,
+            metadata: http::HeaderMap::new(),
         }
+    }
+
+    /// Sends `metadata` with the request, after the gRPC headers.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: http::HeaderMap) -> RequestHead {
+        self.metadata = metadata;
+        self
     }
 
     /// Says whether the connection runs TLS (`:scheme https`).
@@ -216,6 +227,11 @@ impl RequestHead {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         if let Some(timeout) = self.timeout {
             headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(timeout));
+        }
+        for (name, value) in &self.metadata {
+            if !headers.contains_key(name) {
+                headers.append(name.clone(), value.clone());
+            }
         }
         request
     }
@@ -485,6 +501,7 @@ mod tests {
             authority: Authority::from_static("127.0.0.1:9000"),
             timeout: Some(Duration::from_millis(1500)),
             https: false,
+            metadata: http::HeaderMap::new(),
         }
         .to_request();
         assert_eq!(request.method(), Method::POST);
@@ -501,6 +518,17 @@ mod tests {
         .with_https(true)
         .to_request();
         assert_eq!(over_tls.uri().scheme(), Some(&Scheme::HTTPS));
+        let mut metadata = http::HeaderMap::new();
+        metadata.insert("authorization", HeaderValue::from_static("Bearer t0ken"));
+        let with_token = RequestHead::new(
+            RpcMethod::RequestVote,
+            Authority::from_static("127.0.0.1:9000"),
+            None,
+        )
+        .with_metadata(metadata)
+        .to_request();
+        assert_eq!(with_token.headers()["authorization"], "Bearer t0ken");
+        assert_eq!(with_token.headers()[CONTENT_TYPE], "application/grpc");
         assert_eq!(request.headers()[CONTENT_TYPE], "application/grpc");
         assert_eq!(request.headers()[TE], "trailers");
         assert!(
@@ -516,6 +544,7 @@ mod tests {
             authority: Authority::from_static("peer"),
             timeout: None,
             https: false,
+            metadata: http::HeaderMap::new(),
         }
         .to_request();
         assert!(no_deadline.headers().get(GRPC_TIMEOUT).is_none());

@@ -1,9 +1,12 @@
-//! Binary gRPC metadata: the values of `-bin` headers.
+//! gRPC metadata: the values of `-bin` headers, and which names a caller
+//! may set.
 //!
 //! gRPC carries binary header values (names ending in `-bin`, such as
 //! `grpc-status-details-bin`) in base64. This module owns that encoding:
 //! values are sent unpadded, as gRPC recommends, and accepted with or
-//! without padding.
+//! without padding. It also owns the rule for custom request metadata
+//! ([`check_custom_metadata`]): names that HTTP/2 or gRPC itself uses are
+//! not a caller's to set.
 //!
 //! ```
 //! use http::HeaderValue;
@@ -33,6 +36,46 @@ const RECEIVE: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("binary metadata value is not valid base64: {0}")]
 pub struct BinaryValueError(String);
+
+/// Custom metadata that would overwrite a header HTTP/2 or gRPC itself
+/// uses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metadata name {0:?} is reserved by gRPC")]
+pub struct ReservedMetadataError(pub String);
+
+/// Checks that `metadata` holds no name gRPC reserves: `content-type`,
+/// `te`, `user-agent`, `grpc-*` (`grpc-timeout`, `grpc-status`, …) and the
+/// connection-specific headers HTTP/2 forbids.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+/// use raft_grpc_transport::metadata::check_custom_metadata;
+///
+/// let mut metadata = HeaderMap::new();
+/// metadata.insert("authorization", HeaderValue::from_static("Bearer t0ken"));
+/// assert!(check_custom_metadata(&metadata).is_ok());
+/// metadata.insert("grpc-timeout", HeaderValue::from_static("1S"));
+/// assert!(check_custom_metadata(&metadata).is_err());
+/// ```
+pub fn check_custom_metadata(metadata: &http::HeaderMap) -> Result<(), ReservedMetadataError> {
+    const RESERVED: [&str; 8] = [
+        "content-type",
+        "te",
+        "user-agent",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    match metadata
+        .keys()
+        .find(|name| RESERVED.contains(&name.as_str()) || name.as_str().starts_with("grpc-"))
+    {
+        Some(name) => Err(ReservedMetadataError(name.as_str().to_owned())),
+        None => Ok(()),
+    }
+}
 
 /// Encodes a binary metadata value as unpadded base64.
 pub fn encode_binary_value(value: &[u8]) -> HeaderValue {

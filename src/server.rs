@@ -98,6 +98,8 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -205,7 +207,70 @@ pub struct IncomingRpc {
     /// The request. An InstallSnapshot's data follows through
     /// [`ServerEndpoint::read_snapshot`].
     pub request: RaftRequest,
+    /// Who sent it: the peer of the connection it came on.
+    pub peer: Arc<PeerInfo>,
 }
+
+/// Who is at the other end of a connection, as far as the driver learned:
+/// its address when it accepted the connection, and the certificate chain
+/// that TLS verified when the peer authenticated with a certificate.
+///
+/// ```
+/// use bytes::Bytes;
+/// use raft_grpc_transport::server::PeerInfo;
+///
+/// let peer = PeerInfo::new(Some("10.0.0.2:51234".parse().unwrap()))
+///     .with_certificates(vec![Bytes::from_static(b"DER of the leaf")]);
+/// assert_eq!(peer.remote_addr.unwrap().port(), 51234);
+/// assert_eq!(peer.certificates.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's socket address (`None` when the stream has none: an
+    /// in-memory pipe, a stream handed over without it).
+    pub remote_addr: Option<SocketAddr>,
+    /// The certificate chain the peer presented and TLS verified, DER,
+    /// leaf first; empty without TLS client authentication.
+    pub certificates: Vec<Bytes>,
+}
+
+impl PeerInfo {
+    /// A peer at `remote_addr`, without certificates.
+    pub fn new(remote_addr: Option<SocketAddr>) -> PeerInfo {
+        PeerInfo {
+            remote_addr,
+            certificates: Vec::new(),
+        }
+    }
+
+    /// The same peer, with the certificate chain TLS verified.
+    #[must_use]
+    pub fn with_certificates(mut self, certificates: Vec<Bytes>) -> PeerInfo {
+        self.certificates = certificates;
+        self
+    }
+}
+
+/// What an [`Authorizer`] decides on: one new stream's peer, method and
+/// request metadata (its HTTP/2 headers: `authorization`, say).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuthorizationRequest<'a> {
+    /// Who opened the stream.
+    pub peer: &'a PeerInfo,
+    /// The method called.
+    pub method: RpcMethod,
+    /// The request's headers.
+    pub metadata: &'a http::HeaderMap,
+}
+
+/// Decides, once per stream and before its first request reaches the
+/// application, whether the call may go on: `Err(status)` answers the call
+/// with that status at once (`PERMISSION_DENIED` or `UNAUTHENTICATED`, as a
+/// rule; an `OK` status is taken as `PERMISSION_DENIED`). It runs on the
+/// driver's thread and must not block.
+pub type Authorizer = Arc<dyn Fn(&AuthorizationRequest<'_>) -> Result<(), Status> + Send + Sync>;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +406,8 @@ struct SnapshotBuffer {
 #[derive(Debug)]
 struct Stream {
     conn: ConnId,
+    /// The connection's peer when the stream opened.
+    peer: Arc<PeerInfo>,
     call: ServerCall,
     /// DATA received and not yet passed to the call (its capacity not yet
     /// released).
@@ -363,6 +430,7 @@ struct Stream {
 
 #[derive(Debug)]
 struct Connection {
+    peer: Arc<PeerInfo>,
     streams: BTreeSet<StreamId>,
     /// When its handshake must be done (until it is).
     handshake_deadline: Option<Instant>,
@@ -387,6 +455,17 @@ pub struct ServerEndpoint {
     blocked: VecDeque<StreamId>,
     outputs: VecDeque<ServerOutput>,
     events: VecDeque<ServerEvent>,
+    authorizer: AuthorizerSlot,
+}
+
+/// An optional [`Authorizer`], printable.
+#[derive(Default)]
+struct AuthorizerSlot(Option<Authorizer>);
+
+impl std::fmt::Debug for AuthorizerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl ServerEndpoint {
@@ -407,7 +486,14 @@ impl ServerEndpoint {
             blocked: VecDeque::new(),
             outputs: VecDeque::new(),
             events: VecDeque::new(),
+            authorizer: AuthorizerSlot::default(),
         }
+    }
+
+    /// Asks `authorizer` about every stream opened from now on (`None`:
+    /// every call may go on).
+    pub fn set_authorizer(&mut self, authorizer: Option<Authorizer>) {
+        self.authorizer = AuthorizerSlot(authorizer);
     }
 
     /// The configuration in force.
@@ -474,10 +560,17 @@ impl ServerEndpoint {
     /// [`handle_handshake_done`](Self::handle_handshake_done) or
     /// [`handle_connection_lost`](Self::handle_connection_lost).
     pub fn handle_connection(&mut self, now: Instant) -> ConnId {
+        self.handle_peer_connection(PeerInfo::default(), now)
+    }
+
+    /// [`handle_connection`](Self::handle_connection), with what the driver
+    /// knows of the peer (its address).
+    pub fn handle_peer_connection(&mut self, peer: PeerInfo, now: Instant) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let deadline = now.checked_add(self.config.handshake_timeout);
-        let connection = self.new_connection(deadline);
+        let mut connection = self.new_connection(deadline);
+        connection.peer = Arc::new(peer);
         self.conns.insert(conn, connection);
         if self.closed {
             self.go_away(conn);
@@ -488,10 +581,20 @@ impl ServerEndpoint {
     fn new_connection(&self, handshake_deadline: Option<Instant>) -> Connection {
         let w = self.config.windows;
         Connection {
+            peer: Arc::default(),
             streams: BTreeSet::new(),
             handshake_deadline,
             going_away: false,
             windows: WindowTuner::new(w.initial_stream, w.max_stream),
+        }
+    }
+
+    /// The driver learned more of the connection's peer (the certificate
+    /// chain of its TLS handshake): streams opened from now on carry
+    /// `peer`.
+    pub fn handle_peer_identity(&mut self, conn: ConnId, peer: PeerInfo) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = Arc::new(peer);
         }
     }
 
@@ -504,7 +607,8 @@ impl ServerEndpoint {
     }
 
     /// A stream opened with this request head. A head that is refused (not
-    /// POST, not gRPC, an unknown method) or that arrives after
+    /// POST, not gRPC, an unknown method, or by the
+    /// [authorizer](Self::set_authorizer)) or that arrives after
     /// [`close`](Self::close) is answered at once; either way the stream's
     /// answer comes out of [`poll_transmit`](Self::poll_transmit).
     pub fn handle_request_head(
@@ -516,11 +620,35 @@ impl ServerEndpoint {
         let id = StreamId(self.next_stream);
         self.next_stream += 1;
         let rejected = |rejection: RequestRejection| ServerCall::rejected(rejection.to_response());
+        if !self.conns.contains_key(&conn) {
+            let connection = self.new_connection(None);
+            self.conns.insert(conn, connection);
+        }
+        let peer = self.conns[&conn].peer.clone();
         let call = if self.closed {
             ServerCall::rejected(trailers_only(&shutdown_status()))
         } else {
             match ServerCall::new(head, self.config.call, now) {
-                Ok(call) => call,
+                Ok(call) => match (&self.authorizer.0, call.method()) {
+                    (Some(authorize), Some(method)) => {
+                        let request = AuthorizationRequest {
+                            peer: &peer,
+                            method,
+                            metadata: &head.headers,
+                        };
+                        match authorize(&request) {
+                            Ok(()) => call,
+                            Err(status) if status.code() == Code::Ok => {
+                                ServerCall::rejected(trailers_only(&Status::new(
+                                    Code::PermissionDenied,
+                                    status.message(),
+                                )))
+                            }
+                            Err(status) => ServerCall::rejected(trailers_only(&status)),
+                        }
+                    }
+                    _ => call,
+                },
                 Err(rejection) => rejected(rejection),
             }
         };
@@ -532,10 +660,6 @@ impl ServerEndpoint {
             self.events
                 .push_back(ServerEvent::PipelineOpened { pipeline: id });
         }
-        if !self.conns.contains_key(&conn) {
-            let connection = self.new_connection(None);
-            self.conns.insert(conn, connection);
-        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.streams.insert(id);
         }
@@ -543,6 +667,7 @@ impl ServerEndpoint {
             id,
             Stream {
                 conn,
+                peer,
                 call,
                 pending: VecDeque::new(),
                 pending_end: false,
@@ -1010,6 +1135,7 @@ impl ServerEndpoint {
                         queue.push_back(IncomingRpc {
                             id: request_id,
                             request,
+                            peer: s.peer.clone(),
                         });
                         self.events
                             .push_back(ServerEvent::PipelineReady { pipeline: id });
@@ -1038,6 +1164,7 @@ impl ServerEndpoint {
                         self.consumer.push_back(IncomingRpc {
                             id: request_id,
                             request,
+                            peer: s.peer.clone(),
                         });
                         self.events.push_back(ServerEvent::RpcQueued);
                     }
@@ -1147,6 +1274,7 @@ mod tests {
             authority: Authority::from_static("me"),
             timeout,
             https: false,
+            metadata: http::HeaderMap::new(),
         };
         server.handle_request_head(conn, &head.to_request().into_parts().0, now)
     }
@@ -1249,6 +1377,71 @@ mod tests {
             granted: true,
             ..Default::default()
         }))
+    }
+
+    #[test]
+    fn rpcs_carry_their_connections_peer_and_the_authorizer_refuses_before_the_consumer() {
+        let now = Instant::now();
+        let mut server = ServerEndpoint::new(ServerConfig::default());
+        let addr: SocketAddr = "10.0.0.2:51234".parse().unwrap();
+        let conn = server.handle_peer_connection(PeerInfo::new(Some(addr)), now);
+        server.handle_handshake_done(conn, now);
+        // TLS told the driver who the peer is.
+        let chain = vec![Bytes::from_static(b"leaf"), Bytes::from_static(b"ca")];
+        server.handle_peer_identity(
+            conn,
+            PeerInfo::new(Some(addr)).with_certificates(chain.clone()),
+        );
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        server.set_authorizer(Some(Arc::new(move |request: &AuthorizationRequest<'_>| {
+            log.lock()
+                .unwrap()
+                .push((request.method, request.peer.certificates.len()));
+            match request.method {
+                RpcMethod::TimeoutNow => Err(Status::new(Code::PermissionDenied, "no transfers")),
+                RpcMethod::RequestPreVote => Err(Status::ok()),
+                _ => Ok(()),
+            }
+        })));
+
+        let allowed = unary_vote(&mut server, conn, 4, now);
+        let denied = open(&mut server, conn, RpcMethod::TimeoutNow, None, now);
+        server.handle_data(
+            denied,
+            framed(&crate::message::TimeoutNowRequest::default()),
+            now,
+        );
+        server.handle_end_of_stream(denied, now);
+        let denied_ok = open(&mut server, conn, RpcMethod::RequestPreVote, None, now);
+
+        let rpc = server.poll_rpc(now).expect("the allowed vote");
+        assert_eq!(rpc.peer.remote_addr, Some(addr));
+        assert_eq!(rpc.peer.certificates, chain);
+        assert!(
+            server.poll_rpc(now).is_none(),
+            "refused calls never reach the consumer"
+        );
+        server.respond(rpc.id, granted(4), now).unwrap();
+        assert_eq!(wire(&mut server, allowed, now).1, Some(Status::ok()));
+        assert_eq!(
+            wire(&mut server, denied, now).1,
+            Some(Status::new(Code::PermissionDenied, "no transfers"))
+        );
+        assert_eq!(
+            wire(&mut server, denied_ok, now).1.map(|s| s.code()),
+            Some(Code::PermissionDenied),
+            "an OK refusal is a refusal"
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (RpcMethod::RequestVote, 2),
+                (RpcMethod::TimeoutNow, 2),
+                (RpcMethod::RequestPreVote, 2)
+            ],
+            "once per stream"
+        );
     }
 
     #[test]

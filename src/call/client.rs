@@ -400,6 +400,7 @@ mod tests {
             authority: Authority::from_static("peer:1"),
             timeout,
             https: false,
+            metadata: http::HeaderMap::new(),
         };
         ClientCall::new(head, 1 << 20, now)
     }
@@ -539,6 +540,7 @@ mod tests {
             authority: Authority::from_static("peer:1"),
             timeout: None,
             https: false,
+            metadata: http::HeaderMap::new(),
         };
         let mut c = ClientCall::new(head, 4, now);
         c.handle_response_head(&ok_head(), false, now);

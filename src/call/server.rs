@@ -619,6 +619,7 @@ mod tests {
             authority: Authority::from_static("me"),
             timeout,
             https: false,
+            metadata: http::HeaderMap::new(),
         };
         let (parts, ()) = head.to_request().into_parts();
         ServerCall::new(&parts, ServerCallConfig::default(), now).unwrap()
@@ -754,6 +755,7 @@ mod tests {
             authority: Authority::from_static("me"),
             timeout: None,
             https: false,
+            metadata: http::HeaderMap::new(),
         };
         let (parts, ()) = head.to_request().into_parts();
         let config = ServerCallConfig {

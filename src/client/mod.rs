@@ -511,6 +511,8 @@ pub struct ClientEndpoint {
     closed: bool,
     outputs: VecDeque<ClientOutput>,
     events: VecDeque<ClientEvent>,
+    /// Sent with every request.
+    metadata: http::HeaderMap,
 }
 
 impl ClientEndpoint {
@@ -526,6 +528,7 @@ impl ClientEndpoint {
             calm_down: HashMap::new(),
             next_call: 1,
             closed: false,
+            metadata: http::HeaderMap::new(),
             outputs: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -577,6 +580,18 @@ impl ClientEndpoint {
     }
 
     // ---- application commands ----
+
+    /// Sends `metadata` with every request started from now on (an
+    /// `authorization` token for the peers' authorizers, say). Names that
+    /// gRPC reserves are refused.
+    pub fn set_request_metadata(
+        &mut self,
+        metadata: http::HeaderMap,
+    ) -> Result<(), crate::metadata::ReservedMetadataError> {
+        crate::metadata::check_custom_metadata(&metadata)?;
+        self.metadata = metadata;
+        Ok(())
+    }
 
     /// Starts a unary call to `peer`. Its outcome comes as exactly one
     /// [`ClientEvent::Completed`].
@@ -1226,7 +1241,8 @@ impl ClientEndpoint {
             authority.unwrap_or_else(|| Authority::from_static("invalid")),
             timeout,
         )
-        .with_https(self.config.https);
+        .with_https(self.config.https)
+        .with_metadata(self.metadata.clone());
         let record = Record {
             peer: peer.to_owned(),
             lane,

@@ -224,7 +224,7 @@ fn concurrent_callers_spread_over_the_replication_slots() {
         spawn(async move {
             let runtime = Rt::default();
             loop {
-                let Ok(stream) = runtime.accept(&listener).await else {
+                let Ok((stream, _)) = runtime.accept(&listener).await else {
                     return;
                 };
                 a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

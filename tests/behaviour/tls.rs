@@ -3,7 +3,12 @@
 // they use). Certificates are made here with rcgen: a CA, and leaves it
 // signs for 127.0.0.1 and `localhost`.
 
-use raft_grpc_transport_driver::tls::{TlsClient, TlsServer};
+use std::sync::Arc;
+
+use raft_grpc_transport::head::RpcMethod;
+use raft_grpc_transport::{Code, Status};
+use raft_grpc_transport_driver::tls::{CertificateNames, TlsClient, TlsServer};
+use raft_grpc_transport_driver::{AuthorizationRequest, PeerInfo};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 /// A certificate authority that signs leaves.
@@ -282,5 +287,117 @@ fn tls_failures_fail_the_connect_and_the_server_serves_on() {
         for server in [mutual, plain, stale] {
             server.close().await;
         }
+    });
+}
+
+/// Serves the reference answers, and sends the peer of every RPC to the
+/// returned channel.
+fn serve_recording_peers(transport: &GrpcTransport) -> async_channel::Receiver<Arc<PeerInfo>> {
+    let consumer = transport.consumer();
+    let header = RpcHeader::new(3, "server", transport.local_addr().to_owned());
+    let (peers, seen) = async_channel::unbounded();
+    spawn(async move {
+        while let Some(rpc) = consumer.recv().await {
+            let _ = peers.send(rpc.peer.clone()).await;
+            raft_grpc_transport_api::reference::answer(rpc, header.clone()).await;
+        }
+    });
+    seen
+}
+
+#[test]
+fn the_authorizer_sees_the_client_certificate_and_token_and_refuses_one_method() {
+    block_on(async {
+        let ca = Ca::new("raft-ca");
+        let server = GrpcTransport::builder("127.0.0.1:0", Config::default())
+            .tls_server(tls_server(&ca, Some(&ca)))
+            .bind()
+            .await
+            .unwrap();
+        server.set_authorizer(Some(Arc::new(|request: &AuthorizationRequest<'_>| {
+            let names = CertificateNames::of_peer(request.peer)
+                .ok_or_else(|| Status::new(Code::Unauthenticated, "no client certificate"))?
+                .map_err(|e| Status::new(Code::Unauthenticated, e.to_string()))?;
+            if !names.dns_names.iter().any(|name| name == "raft-client") {
+                return Err(Status::new(Code::PermissionDenied, "not a Raft node"));
+            }
+            if request.metadata.get("authorization").map(|v| v.as_bytes()) != Some(b"Bearer raft") {
+                return Err(Status::new(Code::Unauthenticated, "missing token"));
+            }
+            if request.method == RpcMethod::TimeoutNow {
+                return Err(Status::new(
+                    Code::PermissionDenied,
+                    "no leadership transfers",
+                ));
+            }
+            Ok(())
+        })));
+        let peers = serve_recording_peers(&server);
+        let target = server.local_addr().to_owned();
+        let client = client_transport(Some(with_client_cert(tls_client(&ca), &ca)));
+
+        // No token yet.
+        let err = client
+            .request_vote(&target, RequestVoteRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+        assert!(err.to_string().contains("missing token"), "{err}");
+
+        let mut metadata = http::HeaderMap::new();
+        metadata.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer raft"),
+        );
+        client.set_request_metadata(metadata).unwrap();
+        let mut reserved = http::HeaderMap::new();
+        reserved.insert("grpc-timeout", http::HeaderValue::from_static("1S"));
+        assert!(client.set_request_metadata(reserved).is_err());
+
+        let vote = client
+            .request_vote(
+                &target,
+                RequestVoteRequest {
+                    term: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(vote.granted);
+        let err = client
+            .timeout_now(&target, TimeoutNowRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+        assert!(err.to_string().contains("no leadership transfers"), "{err}");
+
+        // Only the allowed call reached the consumer, with its peer: the
+        // client's address and the certificate chain TLS verified.
+        let peer = peers.recv().await.unwrap();
+        assert!(
+            peers.try_recv().is_err(),
+            "refused calls never reach the consumer"
+        );
+        assert!(peer.remote_addr.unwrap().ip().is_loopback());
+        assert_eq!(peer.certificates.len(), 1, "the client sent its leaf");
+        let names = CertificateNames::of_peer(&peer).unwrap().unwrap();
+        assert_eq!(names.dns_names, ["raft-client"]);
+
+        // Without TLS, the peer is its address alone.
+        let plain = GrpcTransport::bind("127.0.0.1:0", Config::default())
+            .await
+            .unwrap();
+        let plain_peers = serve_recording_peers(&plain);
+        client_transport(None)
+            .request_vote(plain.local_addr(), RequestVoteRequest::default())
+            .await
+            .unwrap();
+        let peer = plain_peers.recv().await.unwrap();
+        assert!(peer.remote_addr.unwrap().ip().is_loopback());
+        assert!(peer.certificates.is_empty());
+        client.close().await;
+        server.close().await;
+        plain.close().await;
     });
 }

@@ -52,6 +52,7 @@ use raft_grpc_transport::message::{
     RaftRequest, RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
     RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
+pub use raft_grpc_transport::server::PeerInfo;
 use raft_grpc_transport::{Code, Status};
 
 /// Answers heartbeats directly, concurrently with the consumer, so that a
@@ -243,6 +244,10 @@ pub struct Rpc {
     /// For InstallSnapshot, the snapshot's data: read it to its end before
     /// answering.
     pub snapshot: Option<SnapshotReader>,
+    /// Who sent it: the peer's address and, under mutual TLS, the
+    /// certificate chain TLS verified (empty when the transport does not
+    /// know: an in-memory transport, say).
+    pub peer: Arc<PeerInfo>,
 }
 
 impl Rpc {
@@ -256,7 +261,15 @@ impl Rpc {
             request,
             responder,
             snapshot,
+            peer: Arc::default(),
         }
+    }
+
+    /// The same RPC, from `peer`.
+    #[must_use]
+    pub fn with_peer(mut self, peer: Arc<PeerInfo>) -> Rpc {
+        self.peer = peer;
+        self
     }
 
     /// Answers the RPC (see [`Responder::respond`]).

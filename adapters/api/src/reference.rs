@@ -32,6 +32,7 @@ pub async fn answer(rpc: Rpc, header: RpcHeader) -> bool {
         request,
         responder,
         snapshot,
+        ..
     } = rpc;
     let mut received = None;
     if let Some(mut reader) = snapshot {
@@ -65,14 +66,11 @@ mod tests {
     fn run(request: RaftRequest, snapshot: Option<SnapshotReader>) -> RaftResponse {
         let answer_slot = Arc::new(Mutex::new(None));
         let slot = answer_slot.clone();
-        let rpc = Rpc {
-            request,
-            responder: Responder::new(move |r| {
-                *slot.lock().unwrap() = Some(r);
-                true
-            }),
-            snapshot,
-        };
+        let responder = Responder::new(move |r| {
+            *slot.lock().unwrap() = Some(r);
+            true
+        });
+        let rpc = Rpc::new(request, responder, snapshot);
         let mut future = std::pin::pin!(answer(rpc, RpcHeader::new(3, "ref", "addr")));
         let waker = std::task::Waker::noop();
         assert_eq!(

@@ -86,7 +86,9 @@ pub use raft_grpc_transport_driver::inmem::InmemConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use raft_grpc_transport_driver::tls;
-pub use raft_grpc_transport_driver::{IncomingPipeline, PipelineHandler};
+pub use raft_grpc_transport_driver::{
+    AuthorizationRequest, Authorizer, IncomingPipeline, PeerInfo, PipelineHandler,
+};
 pub use runtime::{BlockingIo, BlockingListener, BlockingRuntime, block_on, block_on_until};
 
 /// The async transport on the blocking runtime (for code that awaits, or
@@ -166,6 +168,21 @@ impl Blocking<GrpcTransport> {
         Ok(())
     }
 
+    /// Asks `authorizer` about every stream a peer opens (see
+    /// `GrpcTransport::set_authorizer`).
+    pub fn set_authorizer(&self, authorizer: Option<Authorizer>) {
+        self.inner.set_authorizer(authorizer);
+    }
+
+    /// Sends `metadata` with every request (see
+    /// `GrpcTransport::set_request_metadata`).
+    pub fn set_request_metadata(
+        &self,
+        metadata: http::HeaderMap,
+    ) -> Result<(), raft_grpc_transport::metadata::ReservedMetadataError> {
+        self.inner.set_request_metadata(metadata)
+    }
+
     /// Hands every AppendEntries pipeline stream a peer opens to `handler`
     /// (see `GrpcTransport::set_pipeline_handler`).
     pub fn set_pipeline_handler(&self, handler: Option<PipelineHandler>) {
@@ -199,6 +216,8 @@ pub struct Rpc {
     /// fails if fewer or more bytes than declared arrive, or a checksum
     /// does not match).
     pub snapshot: Option<SnapshotReader>,
+    /// Who sent it (see the async `Rpc::peer`).
+    pub peer: std::sync::Arc<PeerInfo>,
 }
 
 impl Rpc {
@@ -207,6 +226,7 @@ impl Rpc {
             request: rpc.request,
             responder: rpc.responder,
             snapshot: rpc.snapshot.map(|inner| SnapshotReader { inner }),
+            peer: rpc.peer,
         }
     }
 
@@ -222,7 +242,8 @@ impl Rpc {
             self.request,
             self.responder,
             self.snapshot.map(|s| s.inner),
-        );
+        )
+        .with_peer(self.peer);
         block_on(raft_grpc_transport_api::reference::answer(rpc, header))
     }
 }

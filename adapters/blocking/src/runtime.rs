@@ -391,9 +391,9 @@ struct Accepting<'a> {
 }
 
 impl Future for Accepting<'_> {
-    type Output = io::Result<BlockingIo>;
+    type Output = io::Result<(BlockingIo, SocketAddr)>;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<BlockingIo>> {
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         let listener = self.listener;
         if !listener.registered.swap(true, Ordering::SeqCst) {
             let Some(reactor) = reactor() else {
@@ -408,9 +408,9 @@ impl Future for Accepting<'_> {
         }
         loop {
             match listener.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
                     stream.set_nodelay(true)?;
-                    return Poll::Ready(Ok(BlockingIo::new(stream)));
+                    return Poll::Ready(Ok((BlockingIo::new(stream), remote)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -472,7 +472,7 @@ impl Runtime for BlockingRuntime {
     fn accept<'a>(
         &'a self,
         listener: &'a BlockingListener,
-    ) -> impl Future<Output = io::Result<BlockingIo>> + Send + 'a {
+    ) -> impl Future<Output = io::Result<(BlockingIo, SocketAddr)>> + Send + 'a {
         Accepting { listener }
     }
 

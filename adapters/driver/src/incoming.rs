@@ -47,7 +47,7 @@ fn make_rpc(shared: &Arc<ServerShared>, state: &mut ServerState, incoming: Incom
     let responder = Responder::new(move |result| {
         answers.update(|s, now| s.endpoint.respond(id, result, now).is_ok())
     });
-    Rpc::new(incoming.request, responder, snapshot)
+    Rpc::new(incoming.request, responder, snapshot).with_peer(incoming.peer)
 }
 
 /// Where incoming RPCs arrive (heartbeats too, when no heartbeat handler

@@ -179,6 +179,7 @@ impl<R: Runtime> InmemNetwork<R> {
             self.runtime.clone(),
             server,
             Box::new(server_end),
+            None,
         ));
         Ok(Box::new(Severable::new(client_end, severance, 1)))
     }

@@ -56,6 +56,7 @@ pub mod tls;
 
 pub use incoming::{Consumer, IncomingPipeline};
 pub use raft_grpc_transport::config::Config;
+pub use raft_grpc_transport::server::{AuthorizationRequest, Authorizer, PeerInfo};
 pub use raft_grpc_transport_api::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
 };
@@ -182,6 +183,7 @@ impl<R: Runtime> GrpcTransport<R> {
             self.inner.runtime.clone(),
             server,
             io,
+            None,
         ));
     }
 
@@ -206,6 +208,30 @@ impl<R: Runtime> GrpcTransport<R> {
     /// handler runs on a connection's task and must not block.
     pub fn set_heartbeat_handler(&self, handler: Option<HeartbeatHandler>) {
         self.inner.server.set_heartbeat_handler(handler);
+    }
+
+    /// Asks `authorizer`, once per stream a peer opens from now on and
+    /// before its request reaches the consumer (or the heartbeat handler),
+    /// whether the call may go on, given the peer (its address and, under
+    /// mutual TLS, its verified certificate chain), the method and the
+    /// request metadata; a refusal answers the caller with the status the
+    /// authorizer gave (`PERMISSION_DENIED`, `UNAUTHENTICATED`). `None`
+    /// lets every call in. It runs on a connection's task and must not
+    /// block.
+    pub fn set_authorizer(&self, authorizer: Option<Authorizer>) {
+        self.inner.server.set_authorizer(authorizer);
+    }
+
+    /// Sends `metadata` with every request from now on (an `authorization`
+    /// token for the peers' authorizers, say). Names that gRPC reserves
+    /// (`content-type`, `te`, `user-agent`, `grpc-*`, …) are refused.
+    pub fn set_request_metadata(
+        &self,
+        metadata: http::HeaderMap,
+    ) -> Result<(), raft_grpc_transport::metadata::ReservedMetadataError> {
+        self.inner
+            .client
+            .update(|s, _| s.endpoint.set_request_metadata(metadata))
     }
 
     /// Hands every AppendEntries pipeline stream that a peer opens from now

@@ -67,11 +67,11 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
     /// The address a listener is bound to.
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
 
-    /// Accepts the next connection (TCP_NODELAY on).
+    /// Accepts the next connection (TCP_NODELAY on), and says whose it is.
     fn accept<'a>(
         &'a self,
         listener: &'a Self::Listener,
-    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'a;
+    ) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>> + Send + 'a;
 
     /// The stream, as HTTP/2 reads and writes it.
     fn into_h2(io: Self::Io) -> BoxIo;

@@ -26,7 +26,8 @@ use raft_grpc_transport::http2::{CANCEL, Http2Settings};
 use raft_grpc_transport::message::{AppendEntriesRequest, RaftResponse};
 use raft_grpc_transport::pool::ConnId;
 use raft_grpc_transport::server::{
-    RequestId, ServerConfig, ServerEndpoint, ServerEvent, ServerOutput, StreamId,
+    Authorizer, PeerInfo, RequestId, ServerConfig, ServerEndpoint, ServerEvent, ServerOutput,
+    StreamId,
 };
 use raft_grpc_transport::{Code, Status};
 use raft_grpc_transport_api::HeartbeatHandler;
@@ -199,6 +200,10 @@ impl ServerShared {
     }
 
     /// Sets the heartbeat handler (`None`: heartbeats go to the consumer).
+    pub(crate) fn set_authorizer(self: &Arc<Self>, authorizer: Option<Authorizer>) {
+        self.update(|s, _| s.endpoint.set_authorizer(authorizer));
+    }
+
     pub(crate) fn set_heartbeat_handler(self: &Arc<Self>, handler: Option<HeartbeatHandler>) {
         self.update(|s, _| {
             s.endpoint.set_heartbeat_fast_path(handler.is_some());
@@ -439,10 +444,11 @@ async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listen
         .await;
         match accepted {
             None => return,
-            Some(Ok(io)) => runtime.spawn(serve_connection(
+            Some(Ok((io, remote))) => runtime.spawn(serve_connection(
                 runtime.clone(),
                 shared.clone(),
                 R::into_h2(io),
+                Some(remote),
             )),
             // Out of file descriptors, say: wait a little, keep serving.
             Some(Err(_)) => {
@@ -455,9 +461,16 @@ async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listen
 }
 
 /// Serves HTTP/2 on one established byte stream, until it closes.
-pub(crate) async fn serve_connection<R: Runtime>(runtime: R, shared: Arc<ServerShared>, io: BoxIo) {
+pub(crate) async fn serve_connection<R: Runtime>(
+    runtime: R,
+    shared: Arc<ServerShared>,
+    io: BoxIo,
+    remote: Option<std::net::SocketAddr>,
+) {
     let conn = shared.update(|s, now| {
-        let conn = s.endpoint.handle_connection(now);
+        let conn = s
+            .endpoint
+            .handle_peer_connection(PeerInfo::new(remote), now);
         s.conns.insert(conn, ConnSlot::default());
         conn
     });
@@ -465,7 +478,13 @@ pub(crate) async fn serve_connection<R: Runtime>(runtime: R, shared: Arc<ServerS
         #[cfg(feature = "tls")]
         let io = match shared.tls.get() {
             Some(tls) => match tls.accept(io).await {
-                Ok((io, _client_chain)) => io,
+                Ok((io, chain)) => {
+                    if !chain.is_empty() {
+                        let peer = PeerInfo::new(remote).with_certificates(chain);
+                        shared.lock().endpoint.handle_peer_identity(conn, peer);
+                    }
+                    io
+                }
                 Err(e) => return Err(format!("TLS handshake failed: {e}")),
             },
             None => io,

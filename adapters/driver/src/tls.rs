@@ -26,6 +26,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::runtime::BoxIo;
+use raft_grpc_transport::server::PeerInfo;
 
 /// The ALPN protocol ID of HTTP/2.
 const ALPN_H2: &[u8] = b"h2";
@@ -162,10 +163,7 @@ impl TlsServer {
     /// HTTP/2, and the certificate chain the client presented (empty
     /// without mutual TLS). A client that does not negotiate ALPN `h2`
     /// fails it.
-    pub(crate) async fn accept(
-        &self,
-        io: BoxIo,
-    ) -> io::Result<(BoxIo, Vec<CertificateDer<'static>>)> {
+    pub(crate) async fn accept(&self, io: BoxIo) -> io::Result<(BoxIo, Vec<bytes::Bytes>)> {
         let stream = TlsAcceptor::from(self.config.clone()).accept(io).await?;
         let (_, connection) = stream.get_ref();
         if connection.alpn_protocol() != Some(ALPN_H2) {
@@ -176,7 +174,12 @@ impl TlsServer {
         }
         let chain = connection
             .peer_certificates()
-            .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+            .map(|chain| {
+                chain
+                    .iter()
+                    .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok((Box::new(stream), chain))
     }
@@ -319,6 +322,78 @@ impl TlsClient {
             ));
         }
         Ok(Box::new(stream))
+    }
+}
+
+/// The names a certificate is issued for: its subject's common names and
+/// its subject alternative names, as an authorizer checks them.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use raft_grpc_transport_driver::tls::CertificateNames;
+/// # let cert = rcgen::generate_simple_self_signed(vec!["node-2.raft".into(), "10.0.0.2".into()])?;
+/// # let der = cert.cert.der().to_vec();
+/// let names = CertificateNames::from_der(&der)?;
+/// assert_eq!(names.dns_names, ["node-2.raft"]);
+/// assert_eq!(names.ip_addresses, ["10.0.0.2".parse::<std::net::IpAddr>()?]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertificateNames {
+    /// The subject's common names (CN).
+    pub common_names: Vec<String>,
+    /// DNS names among the subject alternative names.
+    pub dns_names: Vec<String>,
+    /// IP addresses among the subject alternative names.
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// URIs among the subject alternative names (SPIFFE IDs, say).
+    pub uris: Vec<String>,
+}
+
+impl CertificateNames {
+    /// The names in a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<CertificateNames, TlsError> {
+        use x509_parser::extensions::GeneralName;
+        let bad = |detail: String| TlsError::Pem {
+            what: "peer certificate",
+            detail,
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| bad(e.to_string()))?;
+        let mut names = CertificateNames {
+            common_names: cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+                .collect(),
+            ..CertificateNames::default()
+        };
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| bad(e.to_string()))?;
+        for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+            match name {
+                GeneralName::DNSName(dns) => names.dns_names.push((*dns).to_owned()),
+                GeneralName::URI(uri) => names.uris.push((*uri).to_owned()),
+                GeneralName::IPAddress(ip) => {
+                    if let Ok(v4) = <[u8; 4]>::try_from(*ip) {
+                        names.ip_addresses.push(v4.into());
+                    } else if let Ok(v6) = <[u8; 16]>::try_from(*ip) {
+                        names.ip_addresses.push(v6.into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(names)
+    }
+
+    /// The names in the leaf certificate a peer presented; `None` when it
+    /// presented none (no mutual TLS).
+    pub fn of_peer(peer: &PeerInfo) -> Option<Result<CertificateNames, TlsError>> {
+        peer.certificates
+            .first()
+            .map(|leaf| CertificateNames::from_der(leaf))
     }
 }
 

@@ -75,6 +75,7 @@ pub use raft_grpc_transport_driver::inmem::InmemConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use raft_grpc_transport_driver::tls;
+pub use raft_grpc_transport_driver::{AuthorizationRequest, Authorizer, PeerInfo};
 pub use raft_grpc_transport_driver::{Consumer, IncomingPipeline, PipelineHandler};
 
 use std::future::Future;
@@ -189,10 +190,13 @@ impl Runtime for SmolRuntime {
         listener.get_ref().local_addr()
     }
 
-    async fn accept(&self, listener: &Async<TcpListener>) -> std::io::Result<SmolIo> {
-        let (stream, _) = listener.accept().await?;
+    async fn accept(
+        &self,
+        listener: &Async<TcpListener>,
+    ) -> std::io::Result<(SmolIo, std::net::SocketAddr)> {
+        let (stream, remote) = listener.accept().await?;
         stream.get_ref().set_nodelay(true)?;
-        Ok(SmolIo::from(stream))
+        Ok((SmolIo::from(stream), remote))
     }
 
     fn into_h2(io: SmolIo) -> BoxIo {

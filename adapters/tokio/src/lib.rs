@@ -99,6 +99,7 @@ pub use raft_grpc_transport_driver::inmem::InmemConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use raft_grpc_transport_driver::tls;
+pub use raft_grpc_transport_driver::{AuthorizationRequest, Authorizer, PeerInfo};
 pub use raft_grpc_transport_driver::{Consumer, IncomingPipeline, PeerIo, PipelineHandler};
 
 use std::future::Future;
@@ -289,12 +290,12 @@ impl Runtime for TokioRuntime {
     fn accept<'a>(
         &'a self,
         listener: &'a TcpListener,
-    ) -> impl Future<Output = io::Result<TokioIo>> + Send + 'a {
+    ) -> impl Future<Output = io::Result<(TokioIo, SocketAddr)>> + Send + 'a {
         // The accepted socket registers with the reactor of the context it
         // is polled in: the transport's, whoever polls.
         self.entered(async move {
-            let (stream, _) = listener.accept().await?;
-            nodelay(stream)
+            let (stream, remote) = listener.accept().await?;
+            Ok((nodelay(stream)?, remote))
         })
     }
 

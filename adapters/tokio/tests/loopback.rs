@@ -227,7 +227,8 @@ fn the_runtime_works_outside_any_runtime_context() {
         let accepting = async { tokio.accept(&listener).await };
         let connecting = async { tokio.connect(addr).await };
         let (accepted, connected) = futures_lite::future::zip(accepting, connecting).await;
-        let (accepted, connected) = (accepted.unwrap(), connected.unwrap());
+        let ((accepted, remote), connected) = (accepted.unwrap(), connected.unwrap());
+        assert!(remote.ip().is_loopback() && remote.port() != addr.port());
         // HTTP/2 gets vectored writes through the box.
         let mut h2 = TokioRuntime::into_h2(connected);
         assert!(tokio::io::AsyncWrite::is_write_vectored(&h2));

@@ -75,14 +75,17 @@ fn pattern_data(size: u64) -> String {
 }
 
 fn start_go_server() -> (Program, String) {
+    start_go_server_with(&[])
+}
+
+/// `peer serve … EXTRA…` (the TLS flags, say).
+fn start_go_server_with(extra: &[&str]) -> (Program, String) {
     let peer = build_go_program("peer");
-    let mut server = Program::spawn(Command::new(peer).args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--id",
-        "go-server",
-    ]));
+    let mut server = Program::spawn(
+        Command::new(peer)
+            .args(["serve", "--listen", "127.0.0.1:0", "--id", "go-server"])
+            .args(extra),
+    );
     let addr = server.wait_for("listening on ");
     (server, addr)
 }
@@ -185,8 +188,15 @@ fn interop_rust_client_to_go_server_every_rpc_and_field() {
     if !go_available("interop_rust_client_to_go_server_every_rpc_and_field") {
         return;
     }
-    let (mut server, addr) = start_go_server();
+    let (server, addr) = start_go_server();
     let client = GrpcTransport::builder("127.0.0.1:9", Config::default()).build();
+    rust_client_to_go_server(&client, server, &addr);
+}
+
+/// Every RPC kind with every field, a 64 MiB snapshot and the pipelined
+/// appends from `client` to the Go server at `addr`, each exchange
+/// compared with the Go server's transcript line.
+fn rust_client_to_go_server(client: &GrpcTransport, mut server: Program, addr: &str) {
     let header = RpcHeader::new(3, "rust-client", "127.0.0.1:9");
     block_on(async {
         let mut requests = rust_suite(&header);
@@ -207,7 +217,7 @@ fn interop_rust_client_to_go_server_every_rpc_and_field() {
                 RaftRequest::InstallSnapshot(r) => pattern_data(r.size),
                 _ => String::new(),
             };
-            let response = call(&client, &addr, request.clone())
+            let response = call(client, addr, request.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{} failed: {e}", canon::kind(&request)));
             let ours = canon::exchange(&request, &data, &response);
@@ -216,7 +226,7 @@ fn interop_rust_client_to_go_server_every_rpc_and_field() {
         }
         // The responses carry the Go server's header.
         let pipeline = client
-            .append_entries_pipeline(&addr)
+            .append_entries_pipeline(addr)
             .await
             .expect("open a pipeline to the Go server");
         let request = |k: u64| AppendEntriesRequest {
@@ -306,7 +316,14 @@ fn interop_rust_client_to_go_server_message_limits() {
 /// Serves with our transport, answering the reference way and recording a
 /// transcript line per RPC.
 fn start_rust_server() -> (GrpcTransport, async_channel::Receiver<String>) {
-    let server = block_on(GrpcTransport::bind("127.0.0.1:0", Config::default())).expect("bind");
+    start_rust_server_with(GrpcTransport::builder("127.0.0.1:0", Config::default()))
+}
+
+/// The Rust server `builder` binds (TLS, say), recording every exchange.
+fn start_rust_server_with(
+    builder: raft_grpc_transport_smol::Builder,
+) -> (GrpcTransport, async_channel::Receiver<String>) {
+    let server = block_on(builder.bind()).expect("bind");
     let header = RpcHeader::new(3, "rust-server", server.local_addr().to_owned());
     let consumer = server.consumer();
     let (lines, transcript) = async_channel::unbounded();
@@ -368,18 +385,32 @@ fn interop_go_client_to_rust_server_every_rpc_and_field() {
         return;
     }
     let (server, transcript) = start_rust_server();
+    go_client_to_rust_server(&server, &transcript, &[]);
+}
+
+/// `peer call … EXTRA…` against `server`: every RPC kind, the snapshot and
+/// the pipeline, each exchange compared with the server's transcript.
+fn go_client_to_rust_server(
+    server: &GrpcTransport,
+    transcript: &async_channel::Receiver<String>,
+    extra: &[&str],
+) {
     let peer = build_go_program("peer");
-    let client = Program::spawn(Command::new(peer).args([
-        "call",
-        "--target",
-        server.local_addr(),
-        "--snapshot-size",
-        &SNAPSHOT_SIZE.to_string(),
-        "--pipeline",
-        &PIPELINED.to_string(),
-    ]));
+    let client = Program::spawn(
+        Command::new(peer)
+            .args([
+                "call",
+                "--target",
+                server.local_addr(),
+                "--snapshot-size",
+                &SNAPSHOT_SIZE.to_string(),
+                "--pipeline",
+                &PIPELINED.to_string(),
+            ])
+            .args(extra),
+    );
     let (theirs, ok) = client.finish();
-    let ours = server_lines(&transcript, theirs.len());
+    let ours = server_lines(transcript, theirs.len());
     for (n, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
         assert_same(&format!("exchange {n}"), ours, theirs);
     }
@@ -417,4 +448,121 @@ fn interop_go_client_to_rust_server_oversized_message() {
     let ours = server_lines(&transcript, 2);
     assert_eq!(ours.len(), 1, "{ours:?}");
     assert_same("after the refusal", &ours[0], &theirs[1]);
+}
+
+/// PEM files for mutual TLS: a CA, a server certificate for 127.0.0.1 and
+/// a client certificate, both signed by the CA.
+struct TlsFiles {
+    dir: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    fn new(name: &str) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("go-interop-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        for (leaf, name) in [("server", "127.0.0.1"), ("client", "rust-or-go-client")] {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![name.to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            std::fs::write(dir.join(format!("{leaf}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{leaf}.key")), key.serialize_pem()).unwrap();
+        }
+        TlsFiles { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join(file)).unwrap()
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn interop_rust_client_to_go_server_over_mutual_tls() {
+    if !go_available("interop_rust_client_to_go_server_over_mutual_tls") {
+        return;
+    }
+    use raft_grpc_transport_smol::tls::TlsClient;
+    let tls = TlsFiles::new("rust-client");
+    let (ca, cert, key) = (
+        tls.path("ca.pem"),
+        tls.path("server.pem"),
+        tls.path("server.key"),
+    );
+    let (server, addr) = start_go_server_with(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+    ]);
+    let client_tls = TlsClient::from_pem_roots(&tls.read("ca.pem"))
+        .unwrap()
+        .with_client_cert_pem(&tls.read("client.pem"), &tls.read("client.key"))
+        .unwrap();
+    let client = GrpcTransport::builder("127.0.0.1:9", Config::default())
+        .tls_client(client_tls)
+        .build();
+    rust_client_to_go_server(&client, server, &addr);
+
+    // grpc-go refuses a client without a certificate: UNAVAILABLE, with
+    // the TLS alert in the message.
+    let (_server, addr) = start_go_server_with(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+    ]);
+    let anonymous = GrpcTransport::builder("127.0.0.1:9", Config::default())
+        .tls_client(TlsClient::from_pem_roots(&tls.read("ca.pem")).unwrap())
+        .build();
+    let err = block_on(anonymous.request_vote(&addr, RequestVoteRequest::default())).unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(err.to_string().contains("alert"), "{err}");
+}
+
+#[test]
+fn interop_go_client_to_rust_server_over_mutual_tls() {
+    if !go_available("interop_go_client_to_rust_server_over_mutual_tls") {
+        return;
+    }
+    use raft_grpc_transport_smol::tls::TlsServer;
+    let tls = TlsFiles::new("go-client");
+    let server_tls = TlsServer::mutual_from_pem(
+        &tls.read("server.pem"),
+        &tls.read("server.key"),
+        &tls.read("ca.pem"),
+    )
+    .unwrap();
+    let (server, transcript) = start_rust_server_with(
+        GrpcTransport::builder("127.0.0.1:0", Config::default()).tls_server(server_tls),
+    );
+    let (ca, cert, key) = (
+        tls.path("ca.pem"),
+        tls.path("client.pem"),
+        tls.path("client.key"),
+    );
+    go_client_to_rust_server(
+        &server,
+        &transcript,
+        &["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key],
+    );
 }

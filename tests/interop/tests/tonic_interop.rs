@@ -754,6 +754,14 @@ struct TonicServer {
 
 impl TonicServer {
     async fn start(answer: Answer) -> TonicServer {
+        TonicServer::start_with(answer, None).await
+    }
+
+    /// A tonic server with `tls` (rustls) when given.
+    async fn start_with(
+        answer: Answer,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> TonicServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(TonicSeen::default()));
@@ -763,8 +771,12 @@ impl TonicServer {
             seen: seen.clone(),
         };
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
         let task = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .add_service(RaftTransportServiceServer::new(peer))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
@@ -1163,9 +1175,16 @@ struct RustServer {
 
 impl RustServer {
     async fn start(answer: Answer) -> RustServer {
-        let transport = GrpcTransport::bind("127.0.0.1:0", Config::default())
-            .await
-            .unwrap();
+        RustServer::start_with(
+            answer,
+            GrpcTransport::builder("127.0.0.1:0", Config::default()),
+        )
+        .await
+    }
+
+    /// The server `builder` binds (TLS, say).
+    async fn start_with(answer: Answer, builder: raft_grpc_transport_smol::Builder) -> RustServer {
+        let transport = builder.bind().await.unwrap();
         let seen = Arc::new(Mutex::new(RustSeen::default()));
         let header = rust_header(transport.local_addr());
         {
@@ -1664,6 +1683,191 @@ fn interop_tonic_client_oversized_message_is_resource_exhausted() {
                 RaftRequest::AppendEntries(small),
             ],
             "no oversized request reached the consumer"
+        );
+        server.transport.close().await;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 3. Over mutual TLS: tonic's rustls TLS against ours, both ways.
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// PEM.
+struct TlsPems {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+impl TlsPems {
+    fn new() -> TlsPems {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let leaf = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![name.to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        TlsPems {
+            server: leaf("127.0.0.1"),
+            client: leaf("raft-client"),
+            ca: ca.pem(),
+        }
+    }
+}
+
+#[test]
+fn interop_tonic_tls_server_from_rust_client_over_mutual_tls() {
+    use raft_grpc_transport_smol::tls::TlsClient;
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    multi_thread().block_on(async {
+        let pems = TlsPems::new();
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&pems.server.0, &pems.server.1))
+            .client_ca_root(Certificate::from_pem(&pems.ca));
+        let tonic = TonicServer::start_with(Answer::Reference, Some(tls)).await;
+        let client_tls = TlsClient::from_pem_roots(pems.ca.as_bytes())
+            .unwrap()
+            .with_client_cert_pem(pems.client.0.as_bytes(), pems.client.1.as_bytes())
+            .unwrap();
+        let client = GrpcTransport::builder("rust-client", Config::default())
+            .tls_client(client_tls)
+            .build();
+        let target = tonic.addr.as_str();
+        let header = tonic.header();
+
+        let append = full_append(7, 100);
+        let response = client.append_entries(target, append.clone()).await.unwrap();
+        assert_eq!(response, expected_append_response(&header, &append, false));
+        let vote = client.request_vote(target, full_vote()).await.unwrap();
+        assert!(vote.granted && vote.header == header);
+        let pre_vote = client
+            .request_pre_vote(target, full_pre_vote())
+            .await
+            .unwrap();
+        assert!(pre_vote.granted);
+        client
+            .timeout_now(target, full_timeout_now())
+            .await
+            .unwrap();
+        let size = 16 << 20;
+        let data = pseudo_random(size, 7);
+        let response = client
+            .install_snapshot(
+                target,
+                full_snapshot_meta(size),
+                futures_lite::io::Cursor::new(data.clone()),
+            )
+            .await
+            .unwrap();
+        assert!(response.success);
+        let pipeline = client.append_entries_pipeline(target).await.unwrap();
+        for i in 1..=200 {
+            pipeline.append(&pipeline_append(i)).await.unwrap();
+        }
+        for i in 1..=200 {
+            let (_, response) = pipeline.next().await.unwrap();
+            assert_eq!(response.unwrap().last_log, i);
+        }
+        pipeline.close();
+        {
+            let seen = tonic.seen();
+            assert_eq!(seen.append.len(), 1);
+            assert_eq!(seen.vote.len(), 1);
+        }
+
+        // tonic refuses a client without a certificate.
+        let anonymous = GrpcTransport::builder("rust-client", Config::default())
+            .tls_client(TlsClient::from_pem_roots(pems.ca.as_bytes()).unwrap())
+            .build();
+        let status = status_of(anonymous.request_vote(target, full_vote()).await);
+        assert_eq!(status.code(), Code::Unavailable, "{status}");
+        client.close().await;
+        anonymous.close().await;
+        tonic.stop().await;
+    });
+}
+
+#[test]
+fn interop_tonic_tls_client_to_rust_server_over_mutual_tls() {
+    use raft_grpc_transport_smol::tls::TlsServer;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    current_thread().block_on(async {
+        let pems = TlsPems::new();
+        let server_tls = TlsServer::mutual_from_pem(
+            pems.server.0.as_bytes(),
+            pems.server.1.as_bytes(),
+            pems.ca.as_bytes(),
+        )
+        .unwrap();
+        let server = RustServer::start_with(
+            Answer::Reference,
+            GrpcTransport::builder("127.0.0.1:0", Config::default()).tls_server(server_tls),
+        )
+        .await;
+        let header = server.header();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&pems.ca))
+            .identity(Identity::from_pem(&pems.client.0, &pems.client.1))
+            .domain_name("127.0.0.1");
+        let channel = Channel::from_shared(format!("https://{}", server.transport.local_addr()))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = RaftTransportServiceClient::new(channel);
+
+        let append = full_append(7, 100);
+        let response = client.append_entries(wire_append(&append)).await.unwrap();
+        assert_eq!(
+            response.into_inner(),
+            wire_append_response(&expected_append_response(&header, &append, false))
+        );
+        let response = client.request_vote(wire_vote(&full_vote())).await.unwrap();
+        assert!(response.into_inner().granted);
+        let response = client
+            .request_pre_vote(wire_pre_vote(&full_pre_vote()))
+            .await
+            .unwrap();
+        assert!(response.into_inner().granted);
+        client
+            .timeout_now(wire_timeout_now(&full_timeout_now()))
+            .await
+            .unwrap();
+        assert_eq!(
+            server.seen().requests.len(),
+            4,
+            "every call reached the consumer"
+        );
+
+        // A tonic client without a certificate cannot connect.
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&pems.ca))
+            .domain_name("127.0.0.1");
+        let refused = async {
+            let channel =
+                Channel::from_shared(format!("https://{}", server.transport.local_addr()))
+                    .unwrap()
+                    .tls_config(tls)
+                    .unwrap()
+                    .connect()
+                    .await?;
+            RaftTransportServiceClient::new(channel)
+                .request_vote(wire_vote(&full_vote()))
+                .await
+                .map_err(|status| Box::new(status) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        assert!(
+            refused.await.is_err(),
+            "a client without a certificate is refused"
         );
         server.transport.close().await;
     });

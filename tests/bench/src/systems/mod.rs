@@ -23,16 +23,31 @@ pub mod tcp_floor;
 pub mod tonic_grpc;
 
 /// Every system, in report order: ours first, then the peers, the floor
-/// last.
-pub const SYSTEMS: [&str; 7] = [
+/// last. The `-tls` systems are the same over TLS (see [`tls`]).
+pub const SYSTEMS: [&str; 9] = [
     "rust-smol",
     "rust-blocking",
     "rust-tokio",
+    "rust-smol-tls",
     "tonic",
+    "tonic-tls",
     "go-grpc",
     "go-net",
     "tcp-floor",
 ];
+
+/// The certificates of the `-tls` systems: a CA and a server certificate
+/// for 127.0.0.1 it signed (ECDSA P-256, valid for 100 years; made with
+/// openssl for this benchmark, test material only). Servers present the
+/// certificate, clients trust the CA; no client certificate.
+pub mod tls {
+    /// The CA every client trusts.
+    pub const CA: &str = include_str!("../../tls/ca.pem");
+    /// The server's certificate, for IP 127.0.0.1 and `localhost`.
+    pub const SERVER_CERT: &str = include_str!("../../tls/server.pem");
+    /// Its private key.
+    pub const SERVER_KEY: &str = include_str!("../../tls/server.key");
+}
 
 /// The system the ratio column compares every row with.
 pub const OURS: &str = "rust-smol";
@@ -50,15 +65,19 @@ pub fn is_go(system: &str) -> bool {
 /// Whether `system` takes part in `scenario`. Every system runs unary and
 /// pipeline; snapshots and heartbeats compare ours (every adapter) with the
 /// Go library, and with hashicorp's NetworkTransport as a reference point.
+/// Over TLS, ours and tonic run unary and pipeline, and ours the
+/// snapshot.
 pub fn runs(system: &str, scenario: Scenario) -> bool {
     match scenario {
         Scenario::Unary | Scenario::Pipeline => true,
-        Scenario::Snapshot | Scenario::HeartbeatIdle | Scenario::HeartbeatUnderSnapshot => {
-            matches!(
-                system,
-                "rust-smol" | "rust-blocking" | "rust-tokio" | "go-grpc" | "go-net"
-            )
-        }
+        Scenario::Snapshot => matches!(
+            system,
+            "rust-smol" | "rust-blocking" | "rust-tokio" | "rust-smol-tls" | "go-grpc" | "go-net"
+        ),
+        Scenario::HeartbeatIdle | Scenario::HeartbeatUnderSnapshot => matches!(
+            system,
+            "rust-smol" | "rust-blocking" | "rust-tokio" | "go-grpc" | "go-net"
+        ),
     }
 }
 
@@ -114,10 +133,12 @@ pub fn snapshot_meta(size: u64) -> InstallSnapshotRequest {
 /// Runs the server of a Rust system until stdin closes.
 pub fn serve(system: &str, listen: &str) -> Result<(), String> {
     match system {
-        "rust-smol" => rust_smol::serve(listen),
+        "rust-smol" => rust_smol::serve(listen, false),
+        "rust-smol-tls" => rust_smol::serve(listen, true),
         "rust-blocking" => rust_blocking::serve(listen),
         "rust-tokio" => rust_tokio::serve(listen),
-        "tonic" => tonic_grpc::serve(listen),
+        "tonic" => tonic_grpc::serve(listen, false),
+        "tonic-tls" => tonic_grpc::serve(listen, true),
         "tcp-floor" => tcp_floor::serve(listen),
         other => Err(format!("serve: no Rust system called {other}")),
     }
@@ -126,10 +147,12 @@ pub fn serve(system: &str, listen: &str) -> Result<(), String> {
 /// Runs the client of a Rust system.
 pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
     let mut report = match args.system.as_str() {
-        "rust-smol" => rust_smol::client(args),
+        "rust-smol" => rust_smol::client(args, false),
+        "rust-smol-tls" => rust_smol::client(args, true),
         "rust-blocking" => rust_blocking::client(args),
         "rust-tokio" => rust_tokio::client(args),
-        "tonic" => tonic_grpc::client(args),
+        "tonic" => tonic_grpc::client(args, false),
+        "tonic-tls" => tonic_grpc::client(args, true),
         "tcp-floor" => tcp_floor::client(args),
         other => Err(format!("client: no Rust system called {other}")),
     }?;

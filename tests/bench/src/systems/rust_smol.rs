@@ -1,5 +1,7 @@
 //! `rust-smol`: our async adapter, `raft_grpc_transport_smol::GrpcTransport`,
 //! with its default configuration (pipeline window set to [`WINDOW`]).
+//! `rust-smol-tls` is the same over TLS (the adapter's `tls` feature; the
+//! certificates of [`super::tls`]).
 //!
 //! Server: the consumer loop is a task on smol's global executor, beside
 //! the transport's own tasks (as the README's quick start does); it answers
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::AsyncReadExt;
 use raft_grpc_transport::message::AppendEntriesRequest;
+use raft_grpc_transport_smol::tls::{TlsClient, TlsServer};
 use raft_grpc_transport_smol::{Config, GrpcTransport};
 
 use super::{
@@ -27,10 +30,19 @@ fn config() -> Config {
     Config::default().with_pipeline_window(WINDOW as usize)
 }
 
-/// Serves until stdin closes.
-pub fn serve(listen: &str) -> Result<(), String> {
-    let transport = ::smol::block_on(GrpcTransport::bind(listen, config()))
-        .map_err(|e| format!("rust-smol: bind {listen}: {e}"))?;
+/// Serves until stdin closes (over TLS with `tls`).
+pub fn serve(listen: &str, tls: bool) -> Result<(), String> {
+    let mut builder = GrpcTransport::builder(listen, config());
+    if tls {
+        let server = TlsServer::from_pem(
+            super::tls::SERVER_CERT.as_bytes(),
+            super::tls::SERVER_KEY.as_bytes(),
+        )
+        .map_err(|e| format!("rust-smol-tls: {e}"))?;
+        builder = builder.tls_server(server);
+    }
+    let transport =
+        ::smol::block_on(builder.bind()).map_err(|e| format!("rust-smol: bind {listen}: {e}"))?;
     let header = server_header(transport.local_addr());
     transport.set_heartbeat_handler(Some(raft_grpc_transport_api::reference::heartbeat_handler(
         header.clone(),
@@ -47,10 +59,10 @@ pub fn serve(listen: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs one measurement.
-pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
+/// Runs one measurement (over TLS with `tls`).
+pub fn client(args: &ClientArgs, tls: bool) -> Result<ClientReport, String> {
     let args = args.clone();
-    ::smol::block_on(::smol::spawn(run(args)))
+    ::smol::block_on(::smol::spawn(run(args, tls)))
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> String {
@@ -69,8 +81,14 @@ async fn append(
     }
 }
 
-async fn run(args: ClientArgs) -> Result<ClientReport, String> {
-    let transport = GrpcTransport::builder("127.0.0.1:1", config()).build();
+async fn run(args: ClientArgs, tls: bool) -> Result<ClientReport, String> {
+    let mut builder = GrpcTransport::builder("127.0.0.1:1", config());
+    if tls {
+        let client = TlsClient::from_pem_roots(super::tls::CA.as_bytes())
+            .map_err(|e| format!("rust-smol-tls: {e}"))?;
+        builder = builder.tls_client(client);
+    }
+    let transport = builder.build();
     let target = args.target.as_str();
     let report = match args.scenario {
         Scenario::Unary => {

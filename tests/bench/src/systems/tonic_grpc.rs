@@ -16,6 +16,9 @@
 //! Client: `RaftTransportServiceClient` over one `Channel`; the pipeline is
 //! the bidi `AppendEntriesPipeline` stream with [`WINDOW`] requests
 //! unanswered at most.
+//!
+//! `tonic-tls` is the same over tonic's rustls TLS (`tls-ring`), with the
+//! certificates of [`super::tls`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -196,7 +199,7 @@ impl RaftTransportService for Arc<Service> {
 }
 
 /// Serves until stdin closes.
-pub fn serve(listen: &str) -> Result<(), String> {
+pub fn serve(listen: &str, tls: bool) -> Result<(), String> {
     let addr = listen
         .parse()
         .map_err(|e| format!("tonic: --listen {listen}: {e}"))?;
@@ -230,7 +233,17 @@ pub fn serve(listen: &str) -> Result<(), String> {
         let service = RaftTransportServiceServer::new(Arc::new(Service { consumer, header }))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        Server::builder()
+        let mut server = Server::builder();
+        if tls {
+            let identity = tonic::transport::Identity::from_pem(
+                super::tls::SERVER_CERT,
+                super::tls::SERVER_KEY,
+            );
+            server = server
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| format!("tonic-tls: {e}"))?;
+        }
+        server
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
@@ -267,11 +280,21 @@ fn failed(what: &str, e: impl std::fmt::Display) -> String {
 }
 
 /// Runs one measurement (unary or pipeline).
-pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
+pub fn client(args: &ClientArgs, tls: bool) -> Result<ClientReport, String> {
     let args = args.clone();
     runtime()?.block_on(async move {
-        let channel = Endpoint::from_shared(format!("http://{}", args.target))
-            .map_err(|e| failed("endpoint", e))?
+        let scheme = if tls { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", args.target))
+            .map_err(|e| failed("endpoint", e))?;
+        if tls {
+            let config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(super::tls::CA))
+                .domain_name("127.0.0.1");
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| failed("TLS config", e))?;
+        }
+        let channel = endpoint
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .tcp_nodelay(true)

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -62,6 +63,11 @@ type Options struct {
 	LegacyFields bool
 	// Dial, when set, replaces the TCP dialer (used to count connections).
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// ServerCreds, when set, secures the server (TLS; the default is
+	// plaintext HTTP/2).
+	ServerCreds credentials.TransportCredentials
+	// ClientCreds, when set, secures the calls (the default is insecure).
+	ClientCreds credentials.TransportCredentials
 }
 
 // Transport implements raft.Transport, raft.WithPreVote and raft.WithClose.
@@ -94,13 +100,20 @@ func New(listener net.Listener, local raft.ServerAddress, opts Options) *Transpo
 		local:    local,
 		opts:     opts,
 		consumer: make(chan raft.RPC),
-		server:   grpc.NewServer(),
+		server:   newServer(opts),
 		shutdown: make(chan struct{}),
 		conns:    map[raft.ServerAddress]*grpc.ClientConn{},
 	}
 	pb.RegisterRaftTransportServiceServer(t.server, service{t: t})
 	go func() { _ = t.server.Serve(listener) }()
 	return t
+}
+
+func newServer(opts Options) *grpc.Server {
+	if opts.ServerCreds != nil {
+		return grpc.NewServer(grpc.Creds(opts.ServerCreds))
+	}
+	return grpc.NewServer()
 }
 
 // Consumer implements raft.Transport.
@@ -155,8 +168,12 @@ func (t *Transport) client(target raft.ServerAddress) (pb.RaftTransportServiceCl
 	// 120 s), so a restarted peer is reachable again promptly.
 	backoffConfig := backoff.DefaultConfig
 	backoffConfig.MaxDelay = time.Second
+	creds := t.opts.ClientCreds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoffConfig, MinConnectTimeout: 5 * time.Second}),
 	}
 	if t.opts.Dial != nil {

@@ -25,6 +25,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +39,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go/canon"
 	"github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go/transport"
@@ -69,15 +72,29 @@ func main() {
 		fs := flag.NewFlagSet("serve", flag.ExitOnError)
 		listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 		id := fs.String("id", "go-server", "server ID in response headers")
+		cert := fs.String("tls-cert", "", "PEM certificate chain: serve TLS")
+		key := fs.String("tls-key", "", "PEM private key of -tls-cert")
+		clientCA := fs.String("tls-client-ca", "", "PEM roots: require client certificates (mutual TLS)")
 		fs.Parse(os.Args[2:])
-		serve(o, *listen, *id)
+		opts := transport.Options{}
+		if *cert != "" {
+			opts.ServerCreds = serverCreds(*cert, *key, *clientCA)
+		}
+		serve(o, *listen, *id, opts)
 	case "call":
 		fs := flag.NewFlagSet("call", flag.ExitOnError)
 		target := fs.String("target", "", "address of the peer to call")
 		snapshot := fs.Int64("snapshot-size", 64<<20, "bytes of snapshot data")
 		pipeline := fs.Int("pipeline", 10000, "pipelined appends")
 		oversized := fs.Bool("oversized", false, "send a 5 MiB AppendEntries, then one ordinary call")
+		ca := fs.String("tls-ca", "", "PEM roots: call over TLS")
+		cert := fs.String("tls-cert", "", "PEM client certificate chain (mutual TLS)")
+		key := fs.String("tls-key", "", "PEM private key of -tls-cert")
+		serverName := fs.String("tls-server-name", "", "name to verify instead of the target's host")
 		fs.Parse(os.Args[2:])
+		if *ca != "" {
+			callCreds = clientCreds(*ca, *cert, *key, *serverName)
+		}
 		if *target == "" {
 			fmt.Fprintln(os.Stderr, "call: --target is required")
 			os.Exit(2)
@@ -89,14 +106,60 @@ func main() {
 	}
 }
 
-func serve(o *out, listen, id string) {
+// The credentials of `call` (nil: insecure).
+var callCreds credentials.TransportCredentials
+
+func readPool(path string) *x509.CertPool {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tls:", err)
+		os.Exit(1)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		fmt.Fprintln(os.Stderr, "tls: no certificate in", path)
+		os.Exit(1)
+	}
+	return pool
+}
+
+func keyPair(cert, key string) tls.Certificate {
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tls:", err)
+		os.Exit(1)
+	}
+	return pair
+}
+
+// serverCreds: TLS with cert/key; with clientCA, client certificates are
+// required and verified against it.
+func serverCreds(cert, key, clientCA string) credentials.TransportCredentials {
+	config := &tls.Config{Certificates: []tls.Certificate{keyPair(cert, key)}}
+	if clientCA != "" {
+		config.ClientCAs = readPool(clientCA)
+		config.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(config)
+}
+
+// clientCreds: trusts ca; presents cert/key when given.
+func clientCreds(ca, cert, key, serverName string) credentials.TransportCredentials {
+	config := &tls.Config{RootCAs: readPool(ca), ServerName: serverName}
+	if cert != "" {
+		config.Certificates = []tls.Certificate{keyPair(cert, key)}
+	}
+	return credentials.NewTLS(config)
+}
+
+func serve(o *out, listen, id string, opts transport.Options) {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		os.Exit(1)
 	}
 	addr := l.Addr().String()
-	t := transport.New(l, raft.ServerAddress(addr), transport.Options{})
+	t := transport.New(l, raft.ServerAddress(addr), opts)
 	header := raft.RPCHeader{ProtocolVersion: 3, ID: []byte(id), Addr: []byte(addr)}
 	t.SetHeartbeatHandler(func(rpc raft.RPC) { o.line(answer(rpc, header)) })
 	o.line("listening on " + addr)
@@ -161,7 +224,7 @@ func patternData(size int64) string {
 }
 
 func call(o *out, target raft.ServerAddress, snapshotSize int64, pipelined int, oversized bool) int {
-	t := transport.New(mustListen(), "127.0.0.1:1", transport.Options{Timeout: 30 * time.Second})
+	t := transport.New(mustListen(), "127.0.0.1:1", transport.Options{Timeout: 30 * time.Second, ClientCreds: callCreds})
 	defer t.Close()
 	header := raft.RPCHeader{ProtocolVersion: 3, ID: []byte("go-client"), Addr: []byte("127.0.0.1:1")}
 	failed := 0
