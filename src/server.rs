@@ -339,6 +339,8 @@ pub enum ServerEvent {
         id: RequestId,
         /// The request.
         request: AppendEntriesRequest,
+        /// Who sent it.
+        peer: Arc<PeerInfo>,
     },
     /// A request entered the consumer queue: take it with
     /// [`poll_rpc`](ServerEndpoint::poll_rpc).
@@ -1122,6 +1124,7 @@ impl ServerEndpoint {
                         self.events.push_back(ServerEvent::Heartbeat {
                             id: request_id,
                             request,
+                            peer: s.peer.clone(),
                         });
                     } else if let Some((queue, _)) = &mut s.apart {
                         if queue.len() >= self.config.consumer_queue {
@@ -1611,7 +1614,7 @@ mod tests {
         let hb = send(&mut server, &heartbeat());
         send(&mut server, &append(1));
         let ev = events(&mut server);
-        let Some(ServerEvent::Heartbeat { id, request }) = ev.first() else {
+        let Some(ServerEvent::Heartbeat { id, request, .. }) = ev.first() else {
             panic!("{ev:?}")
         };
         assert_eq!((id.stream, request.term), (hb, 4));

@@ -70,7 +70,7 @@ impl Link {
             }
             while let Some(event) = self.server.poll_event() {
                 progressed = true;
-                if let ServerEvent::Heartbeat { id, request } = event {
+                if let ServerEvent::Heartbeat { id, request, .. } = event {
                     let response =
                         crate::reference::append_entries_response(&request, RpcHeader::default());
                     let _ = self.server.respond(

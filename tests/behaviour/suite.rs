@@ -254,8 +254,12 @@ fn heartbeat_handler_answers_while_the_consumer_installs_a_snapshot() {
         let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
             .await
             .unwrap();
+        // The handler answers, and notes whom each heartbeat came from.
+        let senders = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = senders.clone();
         server.set_heartbeat_handler(Some(std::sync::Arc::new(
-            |request: &AppendEntriesRequest| {
+            move |request: &AppendEntriesRequest, peer: &raft_grpc_transport_driver::PeerInfo| {
+                seen.lock().unwrap().push(peer.remote_addr);
                 Ok(AppendEntriesResponse {
                     term: request.term,
                     success: true,
@@ -313,6 +317,14 @@ fn heartbeat_handler_answers_while_the_consumer_installs_a_snapshot() {
         assert!(
             worst < Duration::from_millis(100),
             "worst heartbeat {worst:?}"
+        );
+        let senders = senders.lock().unwrap().clone();
+        assert_eq!(senders.len(), 20, "every heartbeat went to the handler");
+        assert!(
+            senders
+                .iter()
+                .all(|addr| addr.is_some_and(|a| a.ip().is_loopback())),
+            "the handler sees each heartbeat's sender: {senders:?}"
         );
         client.close().await;
         server.close().await;

@@ -214,7 +214,7 @@ async fn fails_fast(client: &GrpcTransport, target: &str, expected: &str) {
         "the error says {expected:?}: {err}"
     );
     assert!(
-        start.elapsed() < Duration::from_secs(4),
+        start.elapsed() < Duration::from_secs(2),
         "{expected}: failed after {:?}",
         start.elapsed()
     );

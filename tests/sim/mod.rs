@@ -785,7 +785,7 @@ impl Sim {
             while let Some(event) = self.nodes[node].server.poll_event() {
                 progressed = true;
                 match event {
-                    ServerEvent::Heartbeat { id, request } => {
+                    ServerEvent::Heartbeat { id, request, .. } => {
                         let response =
                             reference::append_entries_response(&request, RpcHeader::default());
                         let n = &mut self.nodes[node];

@@ -56,10 +56,13 @@ pub use raft_grpc_transport::server::PeerInfo;
 use raft_grpc_transport::{Code, Status};
 
 /// Answers heartbeats directly, concurrently with the consumer, so that a
-/// heartbeat is answered while the consumer installs a snapshot. It must
-/// not block: hashicorp/raft's handler only records the leader's contact.
-pub type HeartbeatHandler =
-    Arc<dyn Fn(&AppendEntriesRequest) -> Result<AppendEntriesResponse, Status> + Send + Sync>;
+/// heartbeat is answered while the consumer installs a snapshot. It gets
+/// the request and its sender ([`PeerInfo`]: the address and, under mutual
+/// TLS, the verified certificate chain). It must not block:
+/// hashicorp/raft's handler only records the leader's contact.
+pub type HeartbeatHandler = Arc<
+    dyn Fn(&AppendEntriesRequest, &PeerInfo) -> Result<AppendEntriesResponse, Status> + Send + Sync,
+>;
 
 /// Delivers an answer; says whether it could still be delivered.
 type Reply = Box<dyn FnOnce(Result<RaftResponse, Status>) -> bool + Send>;

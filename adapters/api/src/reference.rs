@@ -19,7 +19,7 @@ use crate::{HeartbeatHandler, Rpc};
 /// A heartbeat handler that answers every heartbeat the reference way,
 /// with `header` in the response.
 pub fn heartbeat_handler(header: RpcHeader) -> HeartbeatHandler {
-    Arc::new(move |request: &AppendEntriesRequest| {
+    Arc::new(move |request: &AppendEntriesRequest, _: &crate::PeerInfo| {
         Ok(append_entries_response(request, header.clone()))
     })
 }
@@ -89,7 +89,7 @@ mod tests {
             term: 7,
             ..Default::default()
         };
-        let r = handler(&heartbeat).unwrap();
+        let r = handler(&heartbeat, &crate::PeerInfo::default()).unwrap();
         assert_eq!((r.term, r.last_log, r.success), (7, 0, true));
         assert_eq!(r.header, RpcHeader::new(3, "ref", "addr"));
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use raft_grpc_transport::Code;
 use raft_grpc_transport::message::*;
 use raft_grpc_transport_api::TransportError;
-use raft_grpc_transport_blocking::{BlockingTransport, Config};
+use raft_grpc_transport_blocking::{BlockingTransport, Config, PeerInfo};
 use raft_grpc_transport_smol::GrpcTransport as SmolTransport;
 
 fn header() -> RpcHeader {
@@ -219,7 +219,7 @@ fn concurrent_callers_from_many_threads() {
 #[test]
 fn heartbeat_handler_answers_while_the_consumer_reads_a_slow_snapshot() {
     let server = BlockingTransport::bind("127.0.0.1:0", Config::default()).unwrap();
-    server.set_heartbeat_handler(Some(Arc::new(|r: &AppendEntriesRequest| {
+    server.set_heartbeat_handler(Some(Arc::new(|r: &AppendEntriesRequest, _: &PeerInfo| {
         Ok(AppendEntriesResponse {
             term: r.term,
             success: true,

@@ -79,7 +79,12 @@ pub(crate) struct ServerState {
 /// Work for after the lock: the application's handlers.
 #[derive(Default)]
 struct Deferred {
-    heartbeats: Vec<(HeartbeatHandler, RequestId, AppendEntriesRequest)>,
+    heartbeats: Vec<(
+        HeartbeatHandler,
+        RequestId,
+        AppendEntriesRequest,
+        Arc<PeerInfo>,
+    )>,
     pipelines: Vec<(PipelineHandler, StreamId)>,
     rpc_queued: bool,
 }
@@ -187,10 +192,10 @@ impl ServerShared {
             for (handler, stream) in std::mem::take(&mut deferred.pipelines) {
                 handler(IncomingPipeline::new(self.clone(), stream));
             }
-            let Some((handler, id, request)) = deferred.heartbeats.pop() else {
+            let Some((handler, id, request, peer)) = deferred.heartbeats.pop() else {
                 return;
             };
-            let result = handler(&request).map(RaftResponse::AppendEntries);
+            let result = handler(&request, &peer).map(RaftResponse::AppendEntries);
             let mut state = self.lock();
             let _ = state.endpoint.respond(id, result, Instant::now());
             let more = self.dispatch(state, None);
@@ -286,8 +291,10 @@ impl ServerState {
             // The fast path is on only while a handler is set (both change
             // under this lock, and events never outlive an update): the
             // `None` arms cannot happen, and fail safe if they did.
-            ServerEvent::Heartbeat { id, request } => match &self.heartbeat {
-                Some(handler) => deferred.heartbeats.push((handler.clone(), id, request)),
+            ServerEvent::Heartbeat { id, request, peer } => match &self.heartbeat {
+                Some(handler) => deferred
+                    .heartbeats
+                    .push((handler.clone(), id, request, peer)),
                 None => {
                     let status = Status::new(Code::Unavailable, "no heartbeat handler");
                     let _ = self.endpoint.respond(id, Err(status), Instant::now());

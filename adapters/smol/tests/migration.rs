@@ -12,7 +12,8 @@ use raft_grpc_transport::message::*;
 use raft_grpc_transport_api::migration::{BytesReader, MigrationTransport, fallback_on_either};
 use raft_grpc_transport_api::{AppendPipeline, Transport, TransportError};
 use raft_grpc_transport_smol::{
-    Config, Connector, GrpcTransport, InmemConfig, InmemNetwork, InmemTransport, tcp_connector,
+    Config, Connector, GrpcTransport, InmemConfig, InmemNetwork, InmemTransport, PeerInfo,
+    tcp_connector,
 };
 
 /// Answers every RPC on `transport` like `node serve`, naming itself `id`.
@@ -136,7 +137,7 @@ fn inmem_transport_behaves_like_the_real_one() {
         );
 
         // Heartbeats go to the handler when one is set.
-        b.set_heartbeat_handler(Some(Arc::new(|r: &AppendEntriesRequest| {
+        b.set_heartbeat_handler(Some(Arc::new(|r: &AppendEntriesRequest, _: &PeerInfo| {
             Ok(AppendEntriesResponse {
                 term: r.term,
                 last_log: 4242,

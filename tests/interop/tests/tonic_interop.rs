@@ -1189,10 +1189,12 @@ impl RustServer {
         let header = rust_header(transport.local_addr());
         {
             let (seen, header) = (seen.clone(), header.clone());
-            transport.set_heartbeat_handler(Some(Arc::new(move |request| {
-                lock(&seen).heartbeats.push(request.clone());
-                Ok(expected_append_response(&header, request, false))
-            })));
+            transport.set_heartbeat_handler(Some(Arc::new(
+                move |request: &AppendEntriesRequest, _: &raft_grpc_transport_smol::PeerInfo| {
+                    lock(&seen).heartbeats.push(request.clone());
+                    Ok(expected_append_response(&header, request, false))
+                },
+            )));
         }
         let consumer = transport.consumer();
         let log = seen.clone();

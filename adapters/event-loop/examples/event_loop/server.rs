@@ -566,7 +566,7 @@ impl Application {
         match event {
             // The fast path: answered at once, even while the consumer is
             // busy (a snapshot being read, say).
-            ServerEvent::Heartbeat { id, request } => {
+            ServerEvent::Heartbeat { id, request, .. } => {
                 self.heartbeats += 1;
                 let answer = reference::append_entries_response(&request, self.header.clone());
                 self.respond(
