@@ -636,10 +636,11 @@ fn response_for(method: RpcMethod) -> RaftResponse {
 pub fn server_endpoint(data: &[u8]) {
     use raft_grpc_transport::pool::ConnId;
     use raft_grpc_transport::server::{
-        PipelineRead, RequestId, ServerConfig, ServerEndpoint, ServerEvent, ServerOutput,
-        SnapshotRead, StreamId,
+        AuthorizationRequest, PeerInfo, PipelineRead, RequestId, ServerConfig, ServerEndpoint,
+        ServerEvent, ServerOutput, SnapshotRead, StreamId,
     };
     use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::sync::Arc;
 
     let mut ops = Ops { data };
     let Some(setup) = ops.byte() else { return };
@@ -664,9 +665,45 @@ pub fn server_endpoint(data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
     let mut server = ServerEndpoint::new(config);
-    let conns = [server.handle_connection(now), server.handle_connection(now)];
+    // The second connection's peer is known: an address, then (as after a
+    // TLS handshake) a certificate chain.
+    let addr: std::net::SocketAddr = "10.0.0.2:51234".parse().unwrap();
+    let conns = [
+        server.handle_connection(now),
+        server.handle_peer_connection(PeerInfo::new(Some(addr)), now),
+    ];
     server.handle_handshake_done(conns[0], now);
     server.handle_handshake_done(conns[1], now);
+    let chain = vec![Bytes::from_static(b"leaf certificate")];
+    server.handle_peer_identity(
+        conns[1],
+        PeerInfo::new(Some(addr)).with_certificates(chain.clone()),
+    );
+    // A stream opened on a connection already lost starts the endpoint on
+    // a connection it knows nothing of (no peer).
+    let expected_peer = |(conn, opened_after_loss): (ConnId, bool)| {
+        if conn == conns[1] && !opened_after_loss {
+            PeerInfo::new(Some(addr)).with_certificates(chain.clone())
+        } else {
+            PeerInfo::default()
+        }
+    };
+    // With an authorizer, TimeoutNow is refused (PERMISSION_DENIED) and so
+    // is RequestPreVote (by an OK status, which must still refuse).
+    let authorizing = setup & 0x80 != 0;
+    let refused = move |method: RpcMethod| {
+        authorizing && matches!(method, RpcMethod::TimeoutNow | RpcMethod::RequestPreVote)
+    };
+    if authorizing {
+        server.set_authorizer(Some(Arc::new(
+            |request: &AuthorizationRequest<'_>| match request.method {
+                RpcMethod::TimeoutNow => Err(Status::new(Code::PermissionDenied, "refused")),
+                RpcMethod::RequestPreVote => Err(Status::ok()),
+                _ => Ok(()),
+            },
+        )));
+    }
+    let mut stream_conn: HashMap<StreamId, (ConnId, bool)> = HashMap::new();
     let mut lost: HashSet<ConnId> = HashSet::new();
     let mut streams: Vec<(StreamId, RpcMethod)> = Vec::new();
     let mut given: HashMap<StreamId, usize> = HashMap::new();
@@ -682,6 +719,10 @@ pub fn server_endpoint(data: &[u8]) {
     let mut deliver =
         |id: RequestId, method: RpcMethod, to_answer: &mut Vec<(RequestId, RpcMethod)>| {
             assert!(delivered.insert(id), "request {id:?} delivered twice");
+            assert!(
+                !refused(method),
+                "a refused {method:?} reached the application"
+            );
             to_answer.push((id, method));
         };
     let mut pinged: Vec<ConnId> = Vec::new();
@@ -706,6 +747,7 @@ pub fn server_endpoint(data: &[u8]) {
                     let (parts, ()) = head.to_request().into_parts();
                     let id = server.handle_request_head(conn, &parts, now);
                     streams.push((id, method));
+                    stream_conn.insert(id, (conn, lost.contains(&conn)));
                     checks.entry(id).or_default();
                     if lost.contains(&conn) {
                         checks.entry(id).or_default().aborted = true;
@@ -736,6 +778,9 @@ pub fn server_endpoint(data: &[u8]) {
                 6 => {
                     let conn = conns[usize::from(ops.byte().unwrap_or(0) & 1)];
                     lost.insert(conn);
+                    // Its PING is gone with it; a stream opened on it later
+                    // meets a connection the endpoint starts afresh.
+                    pinged.retain(|&c| c != conn);
                     for (id, _) in &streams {
                         // Which streams are on it is the endpoint's business:
                         // any of them may now end silently.
@@ -753,6 +798,7 @@ pub fn server_endpoint(data: &[u8]) {
                 8 | 9 => {
                     if let Some(rpc) = server.poll_rpc(now) {
                         let method = method_of(&streams, rpc.id.stream).expect("a known stream");
+                        assert_eq!(*rpc.peer, expected_peer(stream_conn[&rpc.id.stream]));
                         deliver(rpc.id, method, &mut to_answer);
                     }
                 }
@@ -852,8 +898,9 @@ pub fn server_endpoint(data: &[u8]) {
         }
         while let Some(event) = server.poll_event() {
             match event {
-                ServerEvent::Heartbeat { id, .. } => {
+                ServerEvent::Heartbeat { id, peer, .. } => {
                     assert!(config.heartbeat_fast_path);
+                    assert_eq!(*peer, expected_peer(stream_conn[&id.stream]));
                     deliver(id, RpcMethod::AppendEntries, &mut to_answer);
                 }
                 ServerEvent::PipelineOpened { pipeline } => {
