@@ -228,8 +228,9 @@ impl RequestHead {
         if let Some(timeout) = self.timeout {
             headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(timeout));
         }
+        // Every value of every custom name; the reserved ones are ours.
         for (name, value) in &self.metadata {
-            if !headers.contains_key(name) {
+            if !crate::metadata::is_reserved_name(name) {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -520,6 +521,9 @@ mod tests {
         assert_eq!(over_tls.uri().scheme(), Some(&Scheme::HTTPS));
         let mut metadata = http::HeaderMap::new();
         metadata.insert("authorization", HeaderValue::from_static("Bearer t0ken"));
+        metadata.append("x-trace", HeaderValue::from_static("a"));
+        metadata.append("x-trace", HeaderValue::from_static("b"));
+        metadata.insert("content-type", HeaderValue::from_static("text/plain"));
         let with_token = RequestHead::new(
             RpcMethod::RequestVote,
             Authority::from_static("127.0.0.1:9000"),
@@ -528,7 +532,10 @@ mod tests {
         .with_metadata(metadata)
         .to_request();
         assert_eq!(with_token.headers()["authorization"], "Bearer t0ken");
+        let traces: Vec<_> = with_token.headers().get_all("x-trace").iter().collect();
+        assert_eq!(traces, ["a", "b"], "every value of a name goes out");
         assert_eq!(with_token.headers()[CONTENT_TYPE], "application/grpc");
+        assert_eq!(with_token.headers().get_all(CONTENT_TYPE).iter().count(), 1);
         assert_eq!(request.headers()[CONTENT_TYPE], "application/grpc");
         assert_eq!(request.headers()[TE], "trailers");
         assert!(

@@ -58,6 +58,15 @@ pub struct ReservedMetadataError(pub String);
 /// assert!(check_custom_metadata(&metadata).is_err());
 /// ```
 pub fn check_custom_metadata(metadata: &http::HeaderMap) -> Result<(), ReservedMetadataError> {
+    match metadata.keys().find(|name| is_reserved_name(name)) {
+        Some(name) => Err(ReservedMetadataError(name.as_str().to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// Whether `name` is one that gRPC or HTTP/2 itself sets or forbids (see
+/// [`check_custom_metadata`]).
+pub fn is_reserved_name(name: &http::HeaderName) -> bool {
     const RESERVED: [&str; 8] = [
         "content-type",
         "te",
@@ -68,13 +77,7 @@ pub fn check_custom_metadata(metadata: &http::HeaderMap) -> Result<(), ReservedM
         "transfer-encoding",
         "upgrade",
     ];
-    match metadata
-        .keys()
-        .find(|name| RESERVED.contains(&name.as_str()) || name.as_str().starts_with("grpc-"))
-    {
-        Some(name) => Err(ReservedMetadataError(name.as_str().to_owned())),
-        None => Ok(()),
-    }
+    RESERVED.contains(&name.as_str()) || name.as_str().starts_with("grpc-")
 }
 
 /// Encodes a binary metadata value as unpadded base64.

@@ -136,12 +136,10 @@ impl<R: Runtime> GrpcTransport<R> {
 
     /// [`bind`](Self::bind), on this runtime.
     pub async fn bind_on(runtime: R, addr: &str, config: Config) -> io::Result<Self> {
-        let addr = match addr.parse() {
-            Ok(addr) => addr,
-            Err(_) => runtime.resolve(addr.to_owned()).await?,
-        };
-        let listener = runtime.bind(addr)?;
-        GrpcTransport::from_listener_on(runtime, listener, config)
+        GrpcTransport::builder(addr, config)
+            .runtime(runtime)
+            .bind()
+            .await
     }
 
     /// Serves on a listener you bound.

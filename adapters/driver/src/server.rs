@@ -204,11 +204,12 @@ impl ServerShared {
         }
     }
 
-    /// Sets the heartbeat handler (`None`: heartbeats go to the consumer).
+    /// Sets the authorizer (`None`: every call may go on).
     pub(crate) fn set_authorizer(self: &Arc<Self>, authorizer: Option<Authorizer>) {
         self.update(|s, _| s.endpoint.set_authorizer(authorizer));
     }
 
+    /// Sets the heartbeat handler (`None`: heartbeats go to the consumer).
     pub(crate) fn set_heartbeat_handler(self: &Arc<Self>, handler: Option<HeartbeatHandler>) {
         self.update(|s, _| {
             s.endpoint.set_heartbeat_fast_path(handler.is_some());

@@ -56,6 +56,10 @@ pub enum TlsError {
     /// The client-certificate verifier could not be built from the roots.
     #[error("client certificate verifier: {0}")]
     Verifier(String),
+    /// A PEM client certificate was given to a client built from a rustls
+    /// configuration of your own: put it in that configuration instead.
+    #[error("a client certificate goes into the rustls configuration given to from_rustls")]
+    ClientCertOnCustomConfig,
 }
 
 /// The crypto provider every configuration of this module uses.
@@ -203,8 +207,9 @@ impl TlsServer {
 /// ```
 #[derive(Clone)]
 pub struct TlsClient {
-    roots: Arc<rustls::RootCertStore>,
-    identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+    /// The PEM roots it was built from, to rebuild the configuration with
+    /// a client certificate (`None`: built `from_rustls`).
+    roots: Option<Arc<rustls::RootCertStore>>,
     config: Arc<rustls::ClientConfig>,
     server_name: Option<ServerName<'static>>,
 }
@@ -213,7 +218,10 @@ impl std::fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsClient")
             .field("server_name", &self.server_name)
-            .field("client_certificate", &self.identity.is_some())
+            .field(
+                "client_certificate",
+                &self.config.client_auth_cert_resolver.has_certs(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -224,30 +232,31 @@ impl TlsClient {
         let roots = Arc::new(root_store(roots, "roots")?);
         let config = TlsClient::config(&roots, None)?;
         Ok(TlsClient {
-            roots,
-            identity: None,
+            roots: Some(roots),
             config,
             server_name: None,
         })
     }
 
     /// Presents `cert_chain` (PEM, leaf first) with its private `key` to
-    /// servers that ask for a client certificate (mutual TLS).
+    /// servers that ask for a client certificate (mutual TLS). Not for a
+    /// client built [`from_rustls`](Self::from_rustls)
+    /// ([`TlsError::ClientCertOnCustomConfig`]).
     pub fn with_client_cert_pem(
         self,
         cert_chain: &[u8],
         key: &[u8],
     ) -> Result<TlsClient, TlsError> {
+        let roots = self
+            .roots
+            .as_ref()
+            .ok_or(TlsError::ClientCertOnCustomConfig)?;
         let identity = (
             certificates(cert_chain, "client certificate chain")?,
-            Arc::new(private_key(key)?),
+            private_key(key)?,
         );
-        let config = TlsClient::config(&self.roots, Some(&identity))?;
-        Ok(TlsClient {
-            identity: Some(identity),
-            config,
-            ..self
-        })
+        let config = TlsClient::config(roots, Some(identity))?;
+        Ok(TlsClient { config, ..self })
     }
 
     /// Verifies `name` in every server's certificate instead of the host
@@ -267,8 +276,7 @@ impl TlsClient {
     pub fn from_rustls(mut config: rustls::ClientConfig) -> TlsClient {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         TlsClient {
-            roots: Arc::new(rustls::RootCertStore::empty()),
-            identity: None,
+            roots: None,
             config: Arc::new(config),
             server_name: None,
         }
@@ -276,13 +284,13 @@ impl TlsClient {
 
     fn config(
         roots: &Arc<rustls::RootCertStore>,
-        identity: Option<&(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots.clone());
         let mut config = match identity {
-            Some((chain, key)) => builder.with_client_auth_cert(chain.clone(), key.clone_key())?,
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
@@ -447,5 +455,47 @@ mod tests {
             client().with_server_name("not a name"),
             Err(TlsError::InvalidServerName(_))
         ));
+        // A client certificate in PEM cannot replace a rustls configuration
+        // of the caller's own (it would drop its verifier).
+        let own = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let key = cert.signing_key.serialize_pem();
+        assert!(matches!(
+            TlsClient::from_rustls(own).with_client_cert_pem(cert_pem.as_bytes(), key.as_bytes()),
+            Err(TlsError::ClientCertOnCustomConfig)
+        ));
+        let with_cert = client()
+            .with_client_cert_pem(cert_pem.as_bytes(), key.as_bytes())
+            .unwrap();
+        assert!(format!("{with_cert:?}").contains("client_certificate: true"));
+    }
+
+    #[test]
+    fn certificate_names_has_every_kind_of_name() {
+        let mut params = rcgen::CertificateParams::new(vec![
+            "node-2.raft".to_owned(),
+            "10.0.0.2".to_owned(),
+            "::1".to_owned(),
+        ])
+        .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "node-2");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://raft/node-2".try_into().unwrap(),
+        ));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let names = CertificateNames::from_der(cert.der()).unwrap();
+        assert_eq!(names.common_names, ["node-2"]);
+        assert_eq!(names.dns_names, ["node-2.raft"]);
+        let ips: Vec<std::net::IpAddr> = vec!["10.0.0.2".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(names.ip_addresses, ips);
+        assert_eq!(names.uris, ["spiffe://raft/node-2"]);
+        assert!(CertificateNames::of_peer(&PeerInfo::default()).is_none());
+        assert!(CertificateNames::from_der(b"not DER").is_err());
     }
 }
