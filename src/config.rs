@@ -131,6 +131,23 @@ pub struct Config {
     /// Snapshot chunks an incoming snapshot buffers ahead of its reader
     /// before its stream stops reading (default 2).
     pub snapshot_buffer: usize,
+    /// Bytes of answers waiting for a client's receive window beyond which
+    /// its stream takes no more requests (default 64 KiB).
+    pub max_unsent_response: usize,
+    /// Incoming connections held at once (default 512); more are refused
+    /// with GOAWAY `ENHANCE_YOUR_CALM`.
+    pub max_connections: usize,
+    /// Incoming connections held at once from one IP address (default 32).
+    pub max_connections_per_ip: usize,
+    /// An incoming connection without streams for this long is sent GOAWAY
+    /// (default 10 min; `None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// An incoming stream that owes request data and gets none for this
+    /// long fails with `DEADLINE_EXCEEDED` (default 30 s; `None`: never).
+    pub request_data_timeout: Option<Duration>,
+    /// Request bytes held for one incoming connection's streams (default
+    /// 32 MiB; see [`ServerConfig::max_buffered_per_connection`]).
+    pub max_buffered_per_connection: usize,
     /// Seed of the backoff jitter.
     pub seed: u64,
 }
@@ -159,6 +176,12 @@ impl Default for Config {
             backoff: Backoff::default(),
             consumer_queue: 64,
             snapshot_buffer: 2,
+            max_unsent_response: 64 << 10,
+            max_connections: 512,
+            max_connections_per_ip: 32,
+            idle_timeout: Some(Duration::from_secs(600)),
+            request_data_timeout: Some(Duration::from_secs(30)),
+            max_buffered_per_connection: 32 << 20,
             seed: 0x5eed,
         }
     }
@@ -186,6 +209,12 @@ setters!(Config {
     with_backoff => backoff: Backoff,
     with_consumer_queue => consumer_queue: usize,
     with_snapshot_buffer => snapshot_buffer: usize,
+    with_max_unsent_response => max_unsent_response: usize,
+    with_max_connections => max_connections: usize,
+    with_max_connections_per_ip => max_connections_per_ip: usize,
+    with_idle_timeout => idle_timeout: Option<Duration>,
+    with_request_data_timeout => request_data_timeout: Option<Duration>,
+    with_max_buffered_per_connection => max_buffered_per_connection: usize,
     with_seed => seed: u64,
 });
 
@@ -222,6 +251,7 @@ impl Config {
                 max_request_len: self.max_recv_message_len,
                 max_response_len: self.max_send_message_len,
                 snapshot_stall_timeout: Some(self.snapshot_stall_timeout * 2),
+                max_unsent_response: self.max_unsent_response,
             },
             consumer_queue: self.consumer_queue.max(1),
             snapshot_buffer: self.snapshot_buffer.max(1),
@@ -233,6 +263,11 @@ impl Config {
                 initial_connection: self.connection_window,
                 max_stream: self.max_stream_window,
             },
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            idle_timeout: self.idle_timeout,
+            request_data_timeout: self.request_data_timeout,
+            max_buffered_per_connection: self.max_buffered_per_connection,
         }
     }
 

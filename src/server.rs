@@ -138,6 +138,36 @@ pub struct ServerConfig {
     /// The receive windows a connection starts with (as its HTTP/2
     /// settings say), and how far they may grow with the link.
     pub windows: WindowConfig,
+    /// Connections held at once (default 512): one more is refused with
+    /// GOAWAY `ENHANCE_YOUR_CALM` once its handshake is done
+    /// ([`ServerOutput::Refuse`]).
+    pub max_connections: usize,
+    /// Connections held at once from one IP address (default 32; a node
+    /// of this transport opens 3 to each peer): one more is refused as
+    /// beyond [`max_connections`](Self::max_connections).
+    pub max_connections_per_ip: usize,
+    /// A connection without open streams for this long gets GOAWAY
+    /// (`NO_ERROR`; the peer reconnects when it next calls), and is closed
+    /// if it is still there after another
+    /// [`handshake_timeout`](Self::handshake_timeout) (default 10 min;
+    /// `None` keeps idle connections for ever).
+    pub idle_timeout: Option<Duration>,
+    /// A stream that owes request data (a unary call's request, the rest
+    /// of a message begun) and gets none for this long fails with
+    /// `DEADLINE_EXCEEDED` (default 30 s; `None` waits for ever). A
+    /// pipeline between appends owes nothing, and a stream held back by
+    /// the server itself is not waiting for the client.
+    pub request_data_timeout: Option<Duration>,
+    /// Bytes the endpoint holds for one connection's streams after taking
+    /// their data from HTTP/2 (default 32 MiB, at least
+    /// [`ServerCallConfig::max_request_len`]): messages not yet complete,
+    /// requests waiting in a queue, snapshot chunks ahead of their reader,
+    /// answers waiting for the client's receive window.
+    /// Over it, streams stop taking data while queued requests or chunks
+    /// will drain; a stream that would grow a budget filled by incomplete
+    /// messages alone fails with `RESOURCE_EXHAUSTED`. With the receive
+    /// windows, this bounds what one connection can make the node hold.
+    pub max_buffered_per_connection: usize,
 }
 
 crate::config::setters!(ServerConfig {
@@ -148,6 +178,11 @@ crate::config::setters!(ServerConfig {
     with_heartbeat_fast_path => heartbeat_fast_path: bool,
     with_pipelines_apart => pipelines_apart: bool,
     with_windows => windows: WindowConfig,
+    with_max_connections => max_connections: usize,
+    with_max_connections_per_ip => max_connections_per_ip: usize,
+    with_idle_timeout => idle_timeout: Option<Duration>,
+    with_request_data_timeout => request_data_timeout: Option<Duration>,
+    with_max_buffered_per_connection => max_buffered_per_connection: usize,
 });
 
 /// The receive windows of a server connection: they start as the HTTP/2
@@ -303,10 +338,25 @@ pub enum ServerOutput {
         /// The connection.
         conn: ConnId,
     },
-    /// Close the connection now (its handshake took too long).
+    /// Close the connection now (its handshake took too long, or it stayed
+    /// after the GOAWAY of an idle connection).
     Close {
         /// The connection.
         conn: ConnId,
+    },
+    /// Refuse the connection (one beyond
+    /// [`ServerConfig::max_connections`] or
+    /// [`ServerConfig::max_connections_per_ip`]): once its HTTP/2
+    /// handshake is done, send GOAWAY with `error_code`
+    /// ([`ENHANCE_YOUR_CALM`](crate::http2::ENHANCE_YOUR_CALM)) and close
+    /// it without serving a stream. It comes right after
+    /// [`handle_peer_connection`](ServerEndpoint::handle_peer_connection);
+    /// the handshake deadline still applies.
+    Refuse {
+        /// The connection.
+        conn: ConnId,
+        /// The GOAWAY's HTTP/2 error code.
+        error_code: u32,
     },
     /// Send an HTTP/2 PING on the connection (to measure the link) and
     /// report its answer with
@@ -397,6 +447,8 @@ pub enum PipelineRead {
 struct SnapshotBuffer {
     seq: u64,
     chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    bytes: usize,
     end: bool,
     failed: Option<Status>,
     /// The reader saw the end or the failure.
@@ -423,11 +475,29 @@ struct Stream {
     early: BTreeMap<u64, Result<RaftResponse, Status>>,
     /// Requests of this stream still waiting in a queue.
     queued: usize,
+    /// Their encoded size.
+    queued_bytes: usize,
     snapshot: Option<SnapshotBuffer>,
-    /// The appends of a pipeline that goes apart, and whether it ended.
-    apart: Option<(VecDeque<IncomingRpc>, bool)>,
+    /// The appends of a pipeline that goes apart (with their encoded
+    /// size), and whether it ended.
+    apart: Option<(VecDeque<(IncomingRpc, usize)>, bool)>,
     /// A Transmit output is pending for it.
     transmit_queued: bool,
+    /// Since when the stream owes request data and has got none (see
+    /// [`ServerConfig::request_data_timeout`]).
+    waiting_since: Option<Instant>,
+    /// What this stream counts in its connection's budget: bytes of
+    /// incomplete messages, and of decoded requests and chunks it holds.
+    held_partial: usize,
+    held_decoded: usize,
+}
+
+impl Stream {
+    /// Bytes of decoded requests and snapshot chunks the stream holds for
+    /// the application, and of answers waiting for the client's window.
+    fn decoded_len(&self) -> usize {
+        self.queued_bytes + self.snapshot.as_ref().map_or(0, |b| b.bytes) + self.call.send_wanted()
+    }
 }
 
 #[derive(Debug)]
@@ -437,7 +507,19 @@ struct Connection {
     /// When its handshake must be done (until it is).
     handshake_deadline: Option<Instant>,
     going_away: bool,
+    /// Refused (over a connection limit): it serves no stream.
+    refused: bool,
+    /// Since when it has no open stream (after its handshake).
+    idle_since: Option<Instant>,
+    /// When to close it if it is still there (after an idle GOAWAY).
+    close_at: Option<Instant>,
     windows: WindowTuner,
+    /// The streams' budget counts: see [`ServerConfig::max_buffered_per_connection`].
+    held_partial: usize,
+    held_decoded: usize,
+    /// Streams that stopped taking data for the budget, to retry when
+    /// decoded requests or chunks drain.
+    budget_waiting: Vec<StreamId>,
 }
 
 /// The server side of the transport, for every connection of a node. See
@@ -450,14 +532,18 @@ pub struct ServerEndpoint {
     next_stream: u64,
     conns: BTreeMap<ConnId, Connection>,
     streams: BTreeMap<StreamId, Stream>,
-    /// Requests for the consumer, oldest first.
-    consumer: VecDeque<IncomingRpc>,
+    /// Requests for the consumer (with their encoded size), oldest first.
+    consumer: VecDeque<(IncomingRpc, usize)>,
     /// Streams holding a request that found the consumer queue full, in
     /// the order they found it so.
     blocked: VecDeque<StreamId>,
     outputs: VecDeque<ServerOutput>,
     events: VecDeque<ServerEvent>,
     authorizer: AuthorizerSlot,
+    /// Streams to process again (their connection's budget has room), and
+    /// whether a `process` is draining them.
+    retry: VecDeque<StreamId>,
+    retrying: bool,
 }
 
 /// An optional [`Authorizer`], printable.
@@ -477,6 +563,9 @@ impl ServerEndpoint {
             config: ServerConfig {
                 consumer_queue: config.consumer_queue.max(1),
                 snapshot_buffer: config.snapshot_buffer.max(1),
+                max_buffered_per_connection: config
+                    .max_buffered_per_connection
+                    .max(config.call.max_request_len),
                 ..config
             },
             closed: false,
@@ -489,6 +578,8 @@ impl ServerEndpoint {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             authorizer: AuthorizerSlot::default(),
+            retry: VecDeque::new(),
+            retrying: false,
         }
     }
 
@@ -533,9 +624,24 @@ impl ServerEndpoint {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let handshakes = self.conns.values().filter_map(|c| c.handshake_deadline);
+        let idle = self.config.idle_timeout;
+        let conns = self.conns.values().filter_map(|c| {
+            let idle = match (c.idle_since, idle) {
+                (Some(since), Some(idle)) if !c.going_away => since.checked_add(idle),
+                _ => None,
+            };
+            [c.handshake_deadline, idle, c.close_at]
+                .into_iter()
+                .flatten()
+                .min()
+        });
         let calls = self.streams.values().filter_map(|s| s.call.poll_timeout());
-        handshakes.chain(calls).min()
+        let waits = self.config.request_data_timeout.map(|timeout| {
+            self.streams
+                .values()
+                .filter_map(move |s| s.waiting_since.and_then(|t| t.checked_add(timeout)))
+        });
+        conns.chain(calls).chain(waits.into_iter().flatten()).min()
     }
 
     /// Whether `stream` is over on the wire (answered and transmitted, or
@@ -556,6 +662,19 @@ impl ServerEndpoint {
         self.consumer.len()
     }
 
+    /// Connections held (refused ones not counted).
+    pub fn connections(&self) -> usize {
+        self.conns.values().filter(|c| !c.refused).count()
+    }
+
+    /// Request bytes held for `conn`'s streams (see
+    /// [`ServerConfig::max_buffered_per_connection`]).
+    pub fn buffered(&self, conn: ConnId) -> usize {
+        self.conns
+            .get(&conn)
+            .map_or(0, |c| c.held_partial + c.held_decoded)
+    }
+
     // ---- driver inputs ----
 
     /// A connection was accepted; its HTTP/2 handshake starts. Report
@@ -566,16 +685,34 @@ impl ServerEndpoint {
     }
 
     /// [`handle_connection`](Self::handle_connection), with what the driver
-    /// knows of the peer (its address).
+    /// knows of the peer (its address). A connection beyond
+    /// [`ServerConfig::max_connections`] or
+    /// [`ServerConfig::max_connections_per_ip`] is refused
+    /// ([`ServerOutput::Refuse`]).
     pub fn handle_peer_connection(&mut self, peer: PeerInfo, now: Instant) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let deadline = now.checked_add(self.config.handshake_timeout);
+        let ip = peer.remote_addr.map(|a| a.ip());
+        let live = self.conns.values().filter(|c| !c.refused);
+        let (total, same_ip) = live.fold((0, 0), |(total, same), c| {
+            let same_ip = ip.is_some() && c.peer.remote_addr.map(|a| a.ip()) == ip;
+            (total + 1, same + usize::from(same_ip))
+        });
+        let refused = !self.closed
+            && (total >= self.config.max_connections
+                || same_ip >= self.config.max_connections_per_ip);
         let mut connection = self.new_connection(deadline);
         connection.peer = Arc::new(peer);
+        connection.refused = refused;
         self.conns.insert(conn, connection);
         if self.closed {
             self.go_away(conn);
+        } else if refused {
+            self.outputs.push_back(ServerOutput::Refuse {
+                conn,
+                error_code: crate::http2::ENHANCE_YOUR_CALM,
+            });
         }
         conn
     }
@@ -587,7 +724,13 @@ impl ServerEndpoint {
             streams: BTreeSet::new(),
             handshake_deadline,
             going_away: false,
+            refused: false,
+            idle_since: None,
+            close_at: None,
             windows: WindowTuner::new(w.initial_stream, w.max_stream),
+            held_partial: 0,
+            held_decoded: 0,
+            budget_waiting: Vec::new(),
         }
     }
 
@@ -602,17 +745,25 @@ impl ServerEndpoint {
 
     /// The connection's HTTP/2 handshake is done: streams may arrive.
     pub fn handle_handshake_done(&mut self, conn: ConnId, now: Instant) {
-        let _ = now;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.handshake_deadline = None;
+            if c.refused {
+                // Its GOAWAY goes out now; a peer that does not read it
+                // does not keep the connection either.
+                c.close_at = now.checked_add(self.config.handshake_timeout);
+            } else if c.streams.is_empty() {
+                c.idle_since = Some(now);
+            }
         }
     }
 
     /// A stream opened with this request head. A head that is refused (not
     /// POST, not gRPC, an unknown method, or by the
-    /// [authorizer](Self::set_authorizer)) or that arrives after
-    /// [`close`](Self::close) is answered at once; either way the stream's
-    /// answer comes out of [`poll_transmit`](Self::poll_transmit).
+    /// [authorizer](Self::set_authorizer)), that arrives after
+    /// [`close`](Self::close), or on a connection that is refused or that
+    /// the endpoint does not know (lost already) is answered at once;
+    /// either way the stream's answer comes out of
+    /// [`poll_transmit`](Self::poll_transmit).
     pub fn handle_request_head(
         &mut self,
         conn: ConnId,
@@ -622,13 +773,26 @@ impl ServerEndpoint {
         let id = StreamId(self.next_stream);
         self.next_stream += 1;
         let rejected = |rejection: RequestRejection| ServerCall::rejected(rejection.to_response());
-        if !self.conns.contains_key(&conn) {
-            let connection = self.new_connection(None);
-            self.conns.insert(conn, connection);
-        }
-        let peer = self.conns[&conn].peer.clone();
+        // A connection the endpoint does not know (never reported, or lost
+        // already: a driver's race) serves no stream.
+        let (peer, refusal) = match self.conns.get(&conn) {
+            Some(c) if c.refused => (
+                c.peer.clone(),
+                Some(Status::new(
+                    Code::ResourceExhausted,
+                    "too many connections: this one is refused",
+                )),
+            ),
+            Some(c) => (c.peer.clone(), None),
+            None => (
+                Arc::default(),
+                Some(Status::new(Code::Unavailable, "the connection is closed")),
+            ),
+        };
         let call = if self.closed {
             ServerCall::rejected(trailers_only(&shutdown_status()))
+        } else if let Some(status) = refusal {
+            ServerCall::rejected(trailers_only(&status))
         } else {
             match ServerCall::new(head, self.config.call, now) {
                 Ok(call) => match (&self.authorizer.0, call.method()) {
@@ -664,6 +828,7 @@ impl ServerEndpoint {
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.streams.insert(id);
+            c.idle_since = None;
         }
         self.streams.insert(
             id,
@@ -677,9 +842,13 @@ impl ServerEndpoint {
                 next_answer: 0,
                 early: BTreeMap::new(),
                 queued: 0,
+                queued_bytes: 0,
                 snapshot: None,
                 apart,
                 transmit_queued: false,
+                waiting_since: None,
+                held_partial: 0,
+                held_decoded: 0,
             },
         );
         self.process(id, now);
@@ -702,6 +871,8 @@ impl ServerEndpoint {
             }
         }
         s.pending.push_back(data);
+        // The client is sending: a wait for its data starts again.
+        s.waiting_since = None;
         self.process(stream, now);
     }
 
@@ -768,6 +939,57 @@ impl ServerEndpoint {
             self.outputs.push_back(ServerOutput::Close { conn });
             self.handle_connection_lost(conn, "HTTP/2 handshake timed out", now);
         }
+        let stayed: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.close_at.is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in stayed {
+            self.outputs.push_back(ServerOutput::Close { conn });
+            self.handle_connection_lost(conn, "closed after its GOAWAY", now);
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            let idle: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| {
+                    !c.going_away
+                        && c.idle_since
+                            .and_then(|t| t.checked_add(idle))
+                            .is_some_and(|d| now >= d)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in idle {
+                self.go_away(conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.close_at = now.checked_add(self.config.handshake_timeout);
+                }
+            }
+        }
+        if let Some(timeout) = self.config.request_data_timeout {
+            let silent: Vec<StreamId> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| {
+                    s.waiting_since
+                        .and_then(|t| t.checked_add(timeout))
+                        .is_some_and(|d| now >= d)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in silent {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.waiting_since = None;
+                    s.call.abandon(Status::new(
+                        Code::DeadlineExceeded,
+                        format!("no request data for {timeout:?}"),
+                    ));
+                }
+                self.process(id, now);
+            }
+        }
         let due: Vec<StreamId> = self
             .streams
             .iter()
@@ -804,9 +1026,16 @@ impl ServerEndpoint {
     ) -> Option<ServerTransmit> {
         let s = self.streams.get_mut(&stream)?;
         s.transmit_queued = false;
+        let wanted = s.call.wants_data();
         let transmit = s.call.poll_transmit(capacity);
-        if s.call.is_finished() {
+        // Finished, or answers drained below the unsent bound: the stream
+        // goes on (its pending data is taken, its timers follow). Answers
+        // that left make room in the connection's budget.
+        if s.call.is_finished() || (!wanted && s.call.wants_data()) {
             self.process(stream, now);
+        } else if matches!(transmit, Some(ServerTransmit::Data(_))) && s.held_decoded > 0 {
+            self.account(stream);
+            self.process_retries(now);
         }
         transmit
     }
@@ -816,10 +1045,12 @@ impl ServerEndpoint {
     /// Takes the next request for the consumer: from now on it is
     /// delivered, and must be answered with [`respond`](Self::respond).
     pub fn poll_rpc(&mut self, now: Instant) -> Option<IncomingRpc> {
-        let rpc = self.consumer.pop_front()?;
+        let (rpc, bytes) = self.consumer.pop_front()?;
         if let Some(s) = self.streams.get_mut(&rpc.id.stream) {
             s.queued -= 1;
+            s.queued_bytes -= bytes;
         }
+        self.process(rpc.id.stream, now);
         // Room: the streams that waited for it go on, oldest first.
         while self.consumer.len() < self.config.consumer_queue {
             let Some(blocked) = self.blocked.pop_front() else {
@@ -839,8 +1070,9 @@ impl ServerEndpoint {
             return PipelineRead::Ended;
         };
         match queue.pop_front() {
-            Some(rpc) => {
+            Some((rpc, bytes)) => {
                 s.queued -= 1;
+                s.queued_bytes -= bytes;
                 self.process(pipeline, now);
                 PipelineRead::Rpc(rpc)
             }
@@ -857,6 +1089,7 @@ impl ServerEndpoint {
         };
         if let Some((queue, ended)) = &mut s.apart {
             s.queued -= queue.len();
+            s.queued_bytes -= queue.iter().map(|(_, bytes)| bytes).sum::<usize>();
             queue.clear();
             *ended = true;
         }
@@ -883,6 +1116,7 @@ impl ServerEndpoint {
             ));
         };
         if let Some(chunk) = buffer.chunks.pop_front() {
+            buffer.bytes -= chunk.len();
             // Room for more: the stream goes on.
             self.process(id.stream, now);
             return SnapshotRead::Data(chunk);
@@ -909,6 +1143,7 @@ impl ServerEndpoint {
         if let Some(buffer) = s.snapshot.as_mut().filter(|b| b.seq == id.seq) {
             buffer.reader_gone = true;
             buffer.chunks.clear();
+            buffer.bytes = 0;
         }
         self.process(id.stream, now);
     }
@@ -1022,16 +1257,38 @@ impl ServerEndpoint {
         if s.queued == 0 {
             return;
         }
-        self.consumer.retain(|rpc| rpc.id.stream != id);
+        self.consumer.retain(|(rpc, _)| rpc.id.stream != id);
         if let Some((queue, _)) = &mut s.apart {
             queue.clear();
         }
         s.queued = 0;
+        s.queued_bytes = 0;
     }
 
     /// Feeds a stream's pending data to its call, moves what the call
-    /// decoded to where it goes, and queues what the driver must do.
+    /// decoded to where it goes, and queues what the driver must do; then
+    /// the same for the streams its progress let go on (see
+    /// [`ServerConfig::max_buffered_per_connection`]).
     fn process(&mut self, id: StreamId, now: Instant) {
+        self.process_stream(id, now);
+        self.process_retries(now);
+    }
+
+    /// Processes the streams that waited for room in their connection's
+    /// budget and have it now.
+    fn process_retries(&mut self, now: Instant) {
+        if self.retrying {
+            return;
+        }
+        self.retrying = true;
+        while let Some(next) = self.retry.pop_front() {
+            self.process_stream(next, now);
+        }
+        self.retrying = false;
+    }
+
+    fn process_stream(&mut self, id: StreamId, now: Instant) {
+        let budget = self.config.max_buffered_per_connection;
         let mut released = 0;
         loop {
             let Some(s) = self.streams.get_mut(&id) else {
@@ -1053,7 +1310,32 @@ impl ServerEndpoint {
                     continue;
                 }
             }
-            while s.call.wants_data() {
+            while s.call.wants_data() && !s.pending.is_empty() {
+                if let Some(c) = self.conns.get_mut(&s.conn) {
+                    // The connection's count, with this stream's as it is now.
+                    let partial = c.held_partial.saturating_sub(s.held_partial)
+                        + s.call.partial_request_len();
+                    let decoded = c.held_decoded.saturating_sub(s.held_decoded) + s.decoded_len();
+                    let next = s.pending.front().map_or(0, Bytes::len);
+                    if partial + decoded + next > budget {
+                        if decoded > 0 {
+                            // Queued requests and chunks drain: wait for them.
+                            if !c.budget_waiting.contains(&id) {
+                                c.budget_waiting.push(id);
+                            }
+                        } else {
+                            // Only incomplete messages fill it: nothing would.
+                            s.call.abandon(Status::new(
+                                Code::ResourceExhausted,
+                                format!(
+                                    "request data buffered for this connection is over its \
+                                     budget of {budget} bytes"
+                                ),
+                            ));
+                        }
+                        break;
+                    }
+                }
                 let Some(data) = s.pending.pop_front() else {
                     break;
                 };
@@ -1072,6 +1354,17 @@ impl ServerEndpoint {
             return;
         };
         let conn = s.conn;
+        // A wait for the client's data starts when the stream owes some
+        // and has taken all that came.
+        if s.pending.is_empty() && s.call.awaits_request_data() {
+            s.waiting_since.get_or_insert(now);
+        } else {
+            s.waiting_since = None;
+        }
+        self.account(id);
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         if released > 0 {
             self.outputs.push_back(ServerOutput::ReleaseCapacity {
                 conn,
@@ -1091,7 +1384,32 @@ impl ServerEndpoint {
             .as_ref()
             .is_some_and(|b| !b.done && !b.reader_gone);
         if s.call.is_finished() && s.queued == 0 && !reader_waits {
-            self.forget(id);
+            self.forget(id, now);
+        }
+    }
+
+    /// Brings the stream's part of its connection's budget count up to
+    /// date; when decoded data drained, the streams that waited for room
+    /// are processed again.
+    fn account(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let (partial, decoded) = (s.call.partial_request_len(), s.decoded_len());
+        let Some(c) = self.conns.get_mut(&s.conn) else {
+            // Its connection is gone: nothing counts any more.
+            (s.held_partial, s.held_decoded) = (0, 0);
+            return;
+        };
+        c.held_partial = c.held_partial.saturating_sub(s.held_partial) + partial;
+        let drained = decoded < s.held_decoded;
+        c.held_decoded = c.held_decoded.saturating_sub(s.held_decoded) + decoded;
+        (s.held_partial, s.held_decoded) = (partial, decoded);
+        if drained
+            && !c.budget_waiting.is_empty()
+            && c.held_partial + c.held_decoded < self.config.max_buffered_per_connection
+        {
+            self.retry.extend(c.budget_waiting.drain(..));
         }
     }
 
@@ -1135,11 +1453,14 @@ impl ServerEndpoint {
                         };
                         s.next_seq += 1;
                         s.queued += 1;
-                        queue.push_back(IncomingRpc {
+                        let bytes = request.encoded_len();
+                        s.queued_bytes += bytes;
+                        let rpc = IncomingRpc {
                             id: request_id,
                             request,
                             peer: s.peer.clone(),
-                        });
+                        };
+                        queue.push_back((rpc, bytes));
                         self.events
                             .push_back(ServerEvent::PipelineReady { pipeline: id });
                     } else {
@@ -1156,6 +1477,7 @@ impl ServerEndpoint {
                             s.snapshot = Some(SnapshotBuffer {
                                 seq: request_id.seq,
                                 chunks: VecDeque::new(),
+                                bytes: 0,
                                 end: false,
                                 failed: None,
                                 done: false,
@@ -1164,11 +1486,14 @@ impl ServerEndpoint {
                         }
                         s.next_seq += 1;
                         s.queued += 1;
-                        self.consumer.push_back(IncomingRpc {
+                        let bytes = request.encoded_len();
+                        s.queued_bytes += bytes;
+                        let rpc = IncomingRpc {
                             id: request_id,
                             request,
                             peer: s.peer.clone(),
-                        });
+                        };
+                        self.consumer.push_back((rpc, bytes));
                         self.events.push_back(ServerEvent::RpcQueued);
                     }
                 }
@@ -1191,6 +1516,7 @@ impl ServerEndpoint {
                     let Some(CallEvent::SnapshotData(data)) = s.call.poll_event() else {
                         unreachable!("peeked snapshot data");
                     };
+                    buffer.bytes += data.len();
                     buffer.chunks.push_back(data);
                     let id = RequestId {
                         stream: id,
@@ -1235,10 +1561,19 @@ impl ServerEndpoint {
     }
 
     /// Forgets a stream that is over.
-    fn forget(&mut self, id: StreamId) {
+    fn forget(&mut self, id: StreamId, now: Instant) {
         if let Some(s) = self.streams.remove(&id) {
             if let Some(c) = self.conns.get_mut(&s.conn) {
                 c.streams.remove(&id);
+                c.held_partial = c.held_partial.saturating_sub(s.held_partial);
+                c.held_decoded = c.held_decoded.saturating_sub(s.held_decoded);
+                c.budget_waiting.retain(|w| *w != id);
+                if c.streams.is_empty() && c.handshake_deadline.is_none() {
+                    c.idle_since = Some(now);
+                }
+                if s.held_decoded > 0 && !c.budget_waiting.is_empty() {
+                    self.retry.extend(c.budget_waiting.drain(..));
+                }
             }
         }
         self.blocked.retain(|b| *b != id);
@@ -1856,5 +2191,304 @@ mod tests {
         // Data the client sends anyway is given back.
         server.handle_data(stream, vote(1), now);
         assert_eq!(server.poll_rpc(now), None);
+    }
+
+    fn answer(server: &mut ServerEndpoint, now: Instant) -> usize {
+        let mut answered = 0;
+        while let Some(rpc) = server.poll_rpc(now) {
+            let response = AppendEntriesResponse {
+                last_log: rpc.id.seq + 1,
+                success: true,
+                ..Default::default()
+            };
+            server
+                .respond(rpc.id, Ok(RaftResponse::AppendEntries(response)), now)
+                .unwrap();
+            answered += 1;
+        }
+        answered
+    }
+
+    #[test]
+    fn a_pipeline_whose_answers_go_unsent_stops_taking_appends() {
+        let call = ServerCallConfig::default().with_max_unsent_response(1024);
+        let (mut server, conn, now) = endpoint(ServerConfig::default().with_call(call));
+        let stream = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        // The client never opens its receive window: nothing is
+        // transmitted, while it keeps sending appends.
+        let message = framed(&append(1));
+        let (mut answered, mut taken) = (0, 0);
+        for _ in 0..10_000 {
+            server.handle_data(stream, message.clone(), now);
+            answered += answer(&mut server, now);
+            taken += released(&outputs(&mut server), stream);
+        }
+        // About 1 KiB of answers (a few dozen), and then no more data is
+        // taken: the client's window stays spent.
+        let answer_len = framed(&AppendEntriesResponse {
+            last_log: 1,
+            success: true,
+            ..Default::default()
+        })
+        .len();
+        assert!(answered <= 1024 / answer_len + 2, "{answered} answered");
+        assert_eq!(taken, answered * message.len());
+        assert!(server.send_wanted(stream) >= 1024 - answer_len);
+        // The window opens: the answers go out, and the appends that waited
+        // are taken, in order.
+        let (data, _) = wire(&mut server, stream, now);
+        assert_eq!(data.len(), answered * answer_len);
+        let more = answer(&mut server, now);
+        assert!(more > 0);
+        assert_eq!(
+            released(&outputs(&mut server), stream),
+            more * message.len()
+        );
+    }
+
+    fn peer(addr: &str) -> PeerInfo {
+        PeerInfo::new(Some(addr.parse().unwrap()))
+    }
+
+    #[test]
+    fn connections_beyond_the_limits_are_refused() {
+        let now = Instant::now();
+        let mut server = ServerEndpoint::new(
+            ServerConfig::default()
+                .with_max_connections(3)
+                .with_max_connections_per_ip(2),
+        );
+        let a1 = server.handle_peer_connection(peer("10.0.0.1:1001"), now);
+        let a2 = server.handle_peer_connection(peer("10.0.0.1:1002"), now);
+        server.handle_handshake_done(a1, now);
+        server.handle_handshake_done(a2, now);
+        assert!(outputs(&mut server).is_empty());
+        let a3 = server.handle_peer_connection(peer("10.0.0.1:1003"), now);
+        let refusal = ServerOutput::Refuse {
+            conn: a3,
+            error_code: crate::http2::ENHANCE_YOUR_CALM,
+        };
+        assert_eq!(outputs(&mut server), vec![refusal]);
+        // Another address still gets in, up to the total.
+        let b1 = server.handle_peer_connection(peer("10.0.0.2:1001"), now);
+        server.handle_handshake_done(b1, now);
+        assert!(outputs(&mut server).is_empty());
+        let b2 = server.handle_peer_connection(peer("10.0.0.2:1002"), now);
+        assert!(matches!(
+            outputs(&mut server)[..],
+            [ServerOutput::Refuse { conn, .. }] if conn == b2
+        ));
+        assert_eq!(server.connections(), 3);
+        // A refused connection serves no stream, and is closed if its peer
+        // does not leave after the GOAWAY.
+        server.handle_handshake_done(a3, now);
+        let stream = open(&mut server, a3, RpcMethod::RequestVote, None, now);
+        let status = wire(&mut server, stream, now).1.unwrap();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(server.poll_rpc(now), None);
+        let grace = now + ServerConfig::default().handshake_timeout;
+        server.handle_timeout(grace);
+        assert!(outputs(&mut server).contains(&ServerOutput::Close { conn: a3 }));
+        // Room again once one goes.
+        server.handle_connection_lost(a1, "closed", now);
+        server.handle_connection_lost(b2, "closed", now);
+        server.handle_peer_connection(peer("10.0.0.1:1004"), now);
+        assert!(outputs(&mut server).is_empty());
+        assert_eq!(server.connections(), 3);
+    }
+
+    #[test]
+    fn an_idle_connection_gets_goaway_and_is_closed_if_it_stays() {
+        let idle = Duration::from_secs(60);
+        let (mut server, conn, now) =
+            endpoint(ServerConfig::default().with_idle_timeout(Some(idle)));
+        assert_eq!(server.poll_timeout(), Some(now + idle));
+        // A call makes it busy; its end starts the idle time again.
+        let later = now + Duration::from_secs(50);
+        let stream = unary_vote(&mut server, conn, 1, later);
+        assert_eq!(server.poll_timeout(), Some(later + Duration::from_secs(10)));
+        let rpc = server.poll_rpc(later).unwrap();
+        server.respond(rpc.id, granted(1), later).unwrap();
+        wire(&mut server, stream, later);
+        assert!(server.stream_finished(stream));
+        outputs(&mut server);
+        assert_eq!(server.poll_timeout(), Some(later + idle));
+        server.handle_timeout(later + idle - Duration::from_millis(1));
+        assert!(outputs(&mut server).is_empty());
+        server.handle_timeout(later + idle);
+        assert_eq!(outputs(&mut server), vec![ServerOutput::GoAway { conn }]);
+        // A peer that stays after the GOAWAY is closed.
+        let grace = later + idle + ServerConfig::default().handshake_timeout;
+        assert_eq!(server.poll_timeout(), Some(grace));
+        server.handle_timeout(grace);
+        assert_eq!(outputs(&mut server), vec![ServerOutput::Close { conn }]);
+        assert_eq!(server.connections(), 0);
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_stream_that_owes_request_data_fails_when_none_comes() {
+        let timeout = Duration::from_secs(30);
+        let (mut server, conn, now) = endpoint(
+            ServerConfig::default()
+                .with_idle_timeout(None)
+                .with_request_data_timeout(Some(timeout)),
+        );
+        // A unary call with no request, and a pipeline in the middle of an
+        // append, owe data; a pipeline between appends does not.
+        let silent = open(&mut server, conn, RpcMethod::RequestVote, None, now);
+        let quiet = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        server.handle_data(quiet, framed(&append(1)), now);
+        let halfway = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        let message = framed(&append(1));
+        server.handle_data(halfway, message.slice(..message.len() - 1), now);
+        // Data resets the wait.
+        let later = now + Duration::from_secs(20);
+        server.handle_data(halfway, Bytes::new(), later);
+        server.handle_data(silent, vote(1).slice(..3), later);
+        assert_eq!(server.poll_timeout(), Some(now + timeout));
+        server.handle_timeout(now + timeout);
+        assert!(server.streams.contains_key(&silent));
+        let (_, status) = wire(&mut server, halfway, now + timeout);
+        assert_eq!(status.unwrap().code(), Code::DeadlineExceeded);
+        server.handle_timeout(later + timeout);
+        let (_, status) = wire(&mut server, silent, later + timeout);
+        assert_eq!(status.unwrap().code(), Code::DeadlineExceeded);
+        assert!(!server.stream_finished(quiet));
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_stream_held_back_by_the_server_is_not_waiting_for_its_client() {
+        let timeout = Duration::from_secs(30);
+        let (mut server, conn, now) = endpoint(
+            ServerConfig::default()
+                .with_consumer_queue(1)
+                .with_request_data_timeout(Some(timeout))
+                .with_idle_timeout(None),
+        );
+        let vote_stream = open(&mut server, conn, RpcMethod::RequestVote, None, now);
+        server.handle_data(vote_stream, vote(1), now);
+        server.handle_end_of_stream(vote_stream, now);
+        // The queue is full: this one's request waits in its call, and the
+        // rest of a second message waits unreleased.
+        let held = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        let message = framed(&append(1));
+        server.handle_data(held, message.clone(), now);
+        server.handle_data(held, message.slice(..4), now);
+        assert_eq!(server.poll_timeout(), None);
+        server.handle_timeout(now + timeout * 2);
+        assert!(!server.stream_finished(held));
+        // Room again: the stream goes on, and owes the rest of the message.
+        let later = now + timeout * 2;
+        server.poll_rpc(later).unwrap();
+        assert_eq!(server.poll_timeout(), Some(later + timeout));
+    }
+
+    /// A message prefix declaring `len` bytes, and `sent` of them.
+    fn partial_message(len: usize, sent: usize) -> Bytes {
+        let mut data = vec![0u8; 5 + sent];
+        data[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+        Bytes::from(data)
+    }
+
+    #[test]
+    fn incomplete_messages_over_the_connection_budget_fail_with_resource_exhausted() {
+        let budget = 8 << 20;
+        let (mut server, conn, now) =
+            endpoint(ServerConfig::default().with_max_buffered_per_connection(budget));
+        let other = server.handle_connection(now);
+        server.handle_handshake_done(other, now);
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            let stream = open(&mut server, conn, RpcMethod::AppendEntries, None, now);
+            server.handle_data(stream, partial_message(4 << 20, 3 << 20), now);
+            streams.push(stream);
+        }
+        // Two fit (6 MiB); the third would grow a budget that nothing but
+        // incomplete messages fills.
+        assert!(server.buffered(conn) <= budget);
+        assert!(server.buffered(conn) >= 6 << 20);
+        let (_, status) = wire(&mut server, streams[2], now);
+        let status = status.unwrap();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("budget"), "{status:?}");
+        for stream in &streams[..2] {
+            assert!(!server.stream_finished(*stream));
+        }
+        // Another connection has a budget of its own.
+        let stream = open(&mut server, other, RpcMethod::AppendEntries, None, now);
+        server.handle_data(stream, partial_message(4 << 20, 3 << 20), now);
+        assert!(!server.stream_finished(stream));
+        // What a stream held leaves the count with it.
+        server.handle_reset(streams[0], crate::http2::CANCEL, now);
+        assert!(server.buffered(conn) < 4 << 20);
+    }
+
+    #[test]
+    fn queued_requests_over_the_budget_hold_streams_back_until_they_drain() {
+        let budget = 4 << 20;
+        let (mut server, conn, now) = endpoint(
+            ServerConfig::default()
+                .with_pipelines_apart(true)
+                .with_max_buffered_per_connection(budget),
+        );
+        let stream = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        let big = |index| AppendEntriesRequest {
+            entries: vec![Log::command(index, 1, Bytes::from(vec![7u8; 1 << 20]))],
+            ..append(index)
+        };
+        let messages: Vec<Bytes> = (1..=8).map(|i| framed(&big(i))).collect();
+        for m in &messages {
+            server.handle_data(stream, m.clone(), now);
+        }
+        // Three appends fit the budget (a fourth would pass it); the rest
+        // waits, unreleased.
+        let taken = released(&outputs(&mut server), stream);
+        let three: usize = messages[..3].iter().map(Bytes::len).sum();
+        assert_eq!(taken, three);
+        assert!(server.buffered(conn) >= 3 << 20);
+        // The handler takes them: the stream goes on, and nothing is lost.
+        let mut seen = Vec::new();
+        while let PipelineRead::Rpc(rpc) = server.poll_pipeline_rpc(stream, now) {
+            seen.push(rpc.id.seq);
+        }
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
+        let taken = released(&outputs(&mut server), stream);
+        assert_eq!(
+            taken,
+            messages.iter().map(Bytes::len).sum::<usize>() - three
+        );
+        assert_eq!(server.buffered(conn), 0);
     }
 }

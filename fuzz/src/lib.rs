@@ -879,7 +879,9 @@ pub fn server_endpoint(data: &[u8]) {
                         "released more than was received on {stream:?}"
                     );
                 }
-                ServerOutput::GoAway { conn } | ServerOutput::Close { conn } => {
+                ServerOutput::GoAway { conn }
+                | ServerOutput::Close { conn }
+                | ServerOutput::Refuse { conn, .. } => {
                     assert!(conns.contains(&conn));
                 }
                 ServerOutput::Ping { conn } => {

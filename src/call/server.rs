@@ -39,12 +39,18 @@ pub struct ServerCallConfig {
     /// the application waits for data, fails with `DEADLINE_EXCEEDED`
     /// (default 60 s; `None` disables it).
     pub snapshot_stall_timeout: Option<Duration>,
+    /// Bytes of answers waiting for the client's receive window beyond
+    /// which the call takes no more request data (default 64 KiB): a
+    /// client that does not read its answers is held back by HTTP/2 flow
+    /// control instead of making the server queue them without bound.
+    pub max_unsent_response: usize,
 }
 
 crate::config::setters!(ServerCallConfig {
     with_max_request_len => max_request_len: usize,
     with_max_response_len => max_response_len: usize,
     with_snapshot_stall_timeout => snapshot_stall_timeout: Option<Duration>,
+    with_max_unsent_response => max_unsent_response: usize,
 });
 
 impl Default for ServerCallConfig {
@@ -150,6 +156,8 @@ pub struct ServerCall {
     deadline: Option<Instant>,
     decoder: MessageDecoder,
     encoder: MessageEncoder,
+    /// See [`ServerCallConfig::max_unsent_response`].
+    max_unsent: usize,
     phase: Phase,
     /// Requests received (for a snapshot: the metadata message counts).
     received: usize,
@@ -186,6 +194,7 @@ impl ServerCall {
             deadline: accepted.timeout.and_then(|t| now.checked_add(t)),
             decoder: MessageDecoder::new(config.max_request_len),
             encoder: MessageEncoder::new(config.max_response_len, usize::MAX),
+            max_unsent: config.max_unsent_response.max(1),
             phase: Phase::Open,
             received: 0,
             answered: 0,
@@ -213,6 +222,7 @@ impl ServerCall {
             deadline: None,
             decoder: MessageDecoder::new(0),
             encoder: MessageEncoder::new(0, usize::MAX),
+            max_unsent: 1,
             phase: Phase::Done,
             received: 0,
             answered: 0,
@@ -249,9 +259,38 @@ impl ServerCall {
     }
 
     /// Whether the call accepts more request data now: false once it is
-    /// over, or while the application has not taken what already arrived.
+    /// over, while the application has not taken what already arrived, or
+    /// while more than [`ServerCallConfig::max_unsent_response`] bytes of
+    /// answers wait for the client's receive window.
     pub fn wants_data(&self) -> bool {
-        self.phase == Phase::Open && !self.request_ended && self.events.is_empty()
+        self.phase == Phase::Open
+            && !self.request_ended
+            && self.events.is_empty()
+            && self.data.len() < self.max_unsent
+    }
+
+    /// Whether the call is waiting for request data the client owes it: a
+    /// unary or InstallSnapshot call before its first message, or any call
+    /// in the middle of a message. A pipeline between appends owes nothing
+    /// (it may idle as long as the leader has nothing to replicate), nor
+    /// does a call that takes no data now ([`wants_data`](Self::wants_data)).
+    pub fn awaits_request_data(&self) -> bool {
+        self.wants_data()
+            && (self.decoder.buffered_len() > 0
+                || (self.received == 0 && self.method != Some(RpcMethod::AppendEntriesPipeline)))
+    }
+
+    /// Bytes of request data the call holds in a message not yet complete.
+    pub fn partial_request_len(&self) -> usize {
+        self.decoder.buffered_len()
+    }
+
+    /// The server gives up on the call for a limit of its own (no request
+    /// data for too long, a memory budget): the client gets `status`, the
+    /// application a [`ServerEvent::Failed`]. Does nothing once the call's
+    /// status is decided.
+    pub fn abandon(&mut self, status: Status) {
+        self.fail(status);
     }
 
     /// Whether everything has been transmitted: the call is over.

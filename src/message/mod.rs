@@ -73,9 +73,16 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// The gRPC status to answer or fail the call with: always `INTERNAL`.
+    /// The gRPC status to answer or fail the call with: `INTERNAL` for
+    /// bytes that are not the message (as grpc-go answers them),
+    /// `INVALID_ARGUMENT` for a well-formed message with a value the
+    /// protocol does not allow.
     pub fn status(&self) -> Status {
-        Status::new(Code::Internal, self.to_string())
+        let code = match self {
+            DecodeError::NegativeSnapshotSize(_) => Code::InvalidArgument,
+            _ => Code::Internal,
+        };
+        Status::new(code, self.to_string())
     }
 }
 
@@ -1104,6 +1111,20 @@ pub enum RaftResponse {
     InstallSnapshot(InstallSnapshotResponse),
 }
 
+impl RaftRequest {
+    /// Length in bytes of the request's protobuf encoding (for
+    /// InstallSnapshot, of its metadata alone).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            RaftRequest::AppendEntries(r) => r.encoded_len(),
+            RaftRequest::RequestVote(r) => r.encoded_len(),
+            RaftRequest::RequestPreVote(r) => r.encoded_len(),
+            RaftRequest::TimeoutNow(r) => r.encoded_len(),
+            RaftRequest::InstallSnapshot(r) => r.encoded_len(),
+        }
+    }
+}
+
 impl RaftResponse {
     /// Whether this answers a call of `method`.
     pub fn answers(&self, method: RpcMethod) -> bool {
@@ -1284,14 +1305,14 @@ mod tests {
     }
 
     #[test]
-    fn negative_snapshot_size_is_rejected_as_internal() {
+    fn negative_snapshot_size_is_rejected_as_invalid_argument() {
         let wire = wire::InstallSnapshotRequest {
             size: -1,
             ..Default::default()
         };
         let err = InstallSnapshotRequest::decode(Bytes::from(wire.encode_to_vec())).unwrap_err();
         assert_eq!(err, DecodeError::NegativeSnapshotSize(-1));
-        assert_eq!(err.status().code(), Code::Internal);
+        assert_eq!(err.status().code(), Code::InvalidArgument);
     }
 
     #[test]

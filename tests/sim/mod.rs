@@ -757,6 +757,11 @@ impl Sim {
                             self.send_goaway(key);
                         }
                     }
+                    // The simulation opens fewer connections than any limit:
+                    // a refusal is a failure of the run.
+                    ServerOutput::Refuse { conn, .. } => {
+                        panic!("node {node} refused connection {conn:?}")
+                    }
                     ServerOutput::Close { conn } => {
                         if let Some(&key) = self.nodes[node].conns.get(&conn) {
                             self.drop_conn(key, true);

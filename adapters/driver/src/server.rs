@@ -47,6 +47,7 @@ pub type PipelineHandler = Arc<dyn Fn(IncomingPipeline) + Send + Sync>;
 enum Command {
     Release { stream: StreamId, bytes: usize },
     GoAway,
+    Refuse(u32),
     Close,
     Ping,
     SetWindows { stream: u32, connection: u32 },
@@ -262,6 +263,9 @@ impl ServerState {
                         bytes,
                     } => self.command(conn, Command::Release { stream, bytes }),
                     ServerOutput::GoAway { conn } => self.command(conn, Command::GoAway),
+                    ServerOutput::Refuse { conn, error_code } => {
+                        self.command(conn, Command::Refuse(error_code))
+                    }
                     ServerOutput::Close { conn } => self.command(conn, Command::Close),
                     ServerOutput::Ping { conn } => self.command(conn, Command::Ping),
                     ServerOutput::SetWindows {
@@ -621,6 +625,7 @@ impl Connection {
                     }
                 }
                 Command::GoAway => self.connection.graceful_shutdown(),
+                Command::Refuse(code) => self.connection.abrupt_shutdown(code.into()),
                 Command::Close => return Some("closed by the transport".to_owned()),
                 Command::Ping => {
                     if let Some(ping_pong) = &mut self.ping_pong {

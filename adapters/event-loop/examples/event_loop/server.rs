@@ -59,6 +59,9 @@ struct Conn {
     state: State,
     /// GOAWAY was asked for before the handshake was done.
     go_away: bool,
+    /// The endpoint refused the connection (a connection limit): GOAWAY
+    /// with this error code once the handshake is done.
+    refuse: Option<u32>,
 }
 
 enum State {
@@ -194,6 +197,14 @@ impl ServerSide {
                 Some(c) => c.go_away = true,
                 None => {}
             },
+            ServerOutput::Refuse { conn, error_code } => match self.conns.get_mut(&conn) {
+                Some(Conn {
+                    state: State::Ready(c),
+                    ..
+                }) => c.connection.abrupt_shutdown(error_code.into()),
+                Some(c) => c.refuse = Some(error_code),
+                None => {}
+            },
             ServerOutput::Close { conn } => {
                 self.conns.remove(&conn);
             }
@@ -296,6 +307,7 @@ impl ServerSide {
             let conn = Conn {
                 state: State::Handshaking(Box::new(handshake)),
                 go_away: false,
+                refuse: None,
             };
             self.conns.insert(id, conn);
         }
@@ -316,7 +328,9 @@ impl Conn {
                 Poll::Pending => return Ok(false),
                 Poll::Ready(Err(e)) => return Err(format!("HTTP/2 handshake failed: {e}")),
                 Poll::Ready(Ok(mut connection)) => {
-                    if self.go_away {
+                    if let Some(code) = self.refuse {
+                        connection.abrupt_shutdown(code.into());
+                    } else if self.go_away {
                         connection.graceful_shutdown();
                     }
                     let ping_pong = connection.ping_pong();
