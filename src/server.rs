@@ -148,9 +148,10 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// A connection without open streams for this long gets GOAWAY
     /// (`NO_ERROR`; the peer reconnects when it next calls), and is closed
-    /// if it is still there after another
-    /// [`handshake_timeout`](Self::handshake_timeout) (default 10 min;
-    /// `None` keeps idle connections for ever).
+    /// if it is still there, without streams, another
+    /// [`handshake_timeout`](Self::handshake_timeout) later (default 10
+    /// min; `None` keeps idle connections for ever). Every connection that
+    /// got GOAWAY is closed that way once its last stream is done.
     pub idle_timeout: Option<Duration>,
     /// A stream that owes request data (a unary call's request, the rest
     /// of a message begun) and gets none for this long fails with
@@ -829,6 +830,8 @@ impl ServerEndpoint {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.streams.insert(id);
             c.idle_since = None;
+            // A call that raced the GOAWAY is served; the close waits.
+            c.close_at = None;
         }
         self.streams.insert(
             id,
@@ -1569,7 +1572,13 @@ impl ServerEndpoint {
                 c.held_decoded = c.held_decoded.saturating_sub(s.held_decoded);
                 c.budget_waiting.retain(|w| *w != id);
                 if c.streams.is_empty() && c.handshake_deadline.is_none() {
-                    c.idle_since = Some(now);
+                    if c.going_away || c.refused {
+                        // Its last call is done: the peer has the grace
+                        // period to leave.
+                        c.close_at = now.checked_add(self.config.handshake_timeout);
+                    } else {
+                        c.idle_since = Some(now);
+                    }
                 }
                 if s.held_decoded > 0 && !c.budget_waiting.is_empty() {
                     self.retry.extend(c.budget_waiting.drain(..));

@@ -24,6 +24,11 @@ use raft_grpc_transport::head::{
 };
 use raft_grpc_transport::message::*;
 use raft_grpc_transport::metadata::{decode_binary_value, encode_binary_value};
+use raft_grpc_transport::pipeline::{PipelineError, PipelineWindow};
+use raft_grpc_transport::pool::{
+    Backoff, ConnId, Lane, PeerPool, Pick, PoolConfig, PoolEvent, SlotState,
+};
+use raft_grpc_transport::snapshot::{SnapshotError, SnapshotReceiver, SnapshotSender};
 use raft_grpc_transport::status::{Code, Status, decode_grpc_message, encode_grpc_message};
 use raft_grpc_transport::timeout::{decode_grpc_timeout, encode_grpc_timeout};
 
@@ -31,7 +36,7 @@ use raft_grpc_transport::timeout::{decode_grpc_timeout, encode_grpc_timeout};
 pub type Harness = fn(&[u8]);
 
 /// The fuzz targets, by name.
-pub const TARGETS: [(&str, Harness); 9] = [
+pub const TARGETS: [(&str, Harness); 12] = [
     ("frame_decoder", frame_decoder),
     ("message_decode", message_decode),
     ("request_head", request_head),
@@ -41,6 +46,9 @@ pub const TARGETS: [(&str, Harness); 9] = [
     ("client_call", client_call),
     ("server_endpoint", server_endpoint),
     ("client_endpoint", client_endpoint),
+    ("peer_pool", peer_pool),
+    ("pipeline_window", pipeline_window),
+    ("snapshot_stream", snapshot_stream),
 ];
 
 /// Everything the decoder yields for `stream`, pushed as the given pieces:
@@ -100,12 +108,49 @@ pub fn frame_decoder(data: &[u8]) {
     }
 }
 
-/// Decodes `body` as `M`; what decodes must re-encode to something that
-/// decodes to the same message, with our encoder and prost's agreeing.
-fn round_trip<M: RaftMessage>(body: &[u8]) {
-    let Ok(message) = M::decode(Bytes::copy_from_slice(body)) else {
+/// `body` framed and pushed into a [`MessageDecoder`] in pieces cut by
+/// `seed`: the body as the transport decodes it off the wire (a chain of
+/// received pieces, not one buffer).
+fn split_body(body: &[u8], seed: u8) -> raft_grpc_transport::framing::MessageBody {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(body);
+    let mut decoder = MessageDecoder::new(usize::MAX);
+    let mut rest = &framed[..];
+    let mut state = u32::from(seed) + 1;
+    while !rest.is_empty() {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let n = (1 + (state >> 16) as usize % 13).min(rest.len());
+        let (piece, tail) = rest.split_at(n);
+        decoder.push(Bytes::copy_from_slice(piece));
+        rest = tail;
+    }
+    decoder
+        .next_message()
+        .expect("a well-framed message")
+        .expect("the whole message was pushed")
+}
+
+/// Decodes `body` as `M`, whole and as pieces split by `seed`: both decode
+/// to the same message or both fail. What decodes must re-encode to
+/// something that decodes to the same message, with our encoder and
+/// prost's agreeing.
+fn round_trip<M: RaftMessage>(body: &[u8], seed: u8) {
+    let whole = M::decode(Bytes::copy_from_slice(body));
+    let split = M::decode(split_body(body, seed));
+    assert_eq!(
+        whole.is_ok(),
+        split.is_ok(),
+        "a split body decodes differently: {whole:?} / {split:?}"
+    );
+    let Ok(message) = whole else {
         return;
     };
+    assert_eq!(
+        split.as_ref(),
+        Ok(&message),
+        "a split body decodes differently"
+    );
     let ours = message.encode_to_bytes();
     assert_eq!(ours.len(), message.encoded_len());
     assert_eq!(
@@ -120,21 +165,23 @@ fn round_trip<M: RaftMessage>(body: &[u8]) {
     assert_eq!(framed.len(), 5 + message.encoded_len());
 }
 
-/// Each message decoder. The first byte picks the message type, the rest is
-/// its protobuf body.
+/// Each message decoder. The first byte picks the message type (its
+/// remainder by 11) and how the body is split for the piecewise decode
+/// (the rest of it); the rest is the protobuf body.
 pub fn message_decode(data: &[u8]) {
     let [kind, body @ ..] = data else {
         return;
     };
+    let seed = kind / 11;
     match kind % 11 {
-        0 => round_trip::<AppendEntriesRequest>(body),
-        1 => round_trip::<AppendEntriesResponse>(body),
-        2 => round_trip::<RequestVoteRequest>(body),
-        3 => round_trip::<RequestVoteResponse>(body),
-        4 => round_trip::<RequestPreVoteRequest>(body),
-        5 => round_trip::<RequestPreVoteResponse>(body),
+        0 => round_trip::<AppendEntriesRequest>(body, seed),
+        1 => round_trip::<AppendEntriesResponse>(body, seed),
+        2 => round_trip::<RequestVoteRequest>(body, seed),
+        3 => round_trip::<RequestVoteResponse>(body, seed),
+        4 => round_trip::<RequestPreVoteRequest>(body, seed),
+        5 => round_trip::<RequestPreVoteResponse>(body, seed),
         6 => {
-            round_trip::<InstallSnapshotRequest>(body);
+            round_trip::<InstallSnapshotRequest>(body, seed);
             if let Ok(wire) =
                 <raft_grpc_transport::wire::InstallSnapshotRequest as prost::Message>::decode(body)
             {
@@ -144,10 +191,10 @@ pub fn message_decode(data: &[u8]) {
                 }
             }
         }
-        7 => round_trip::<SnapshotChunk>(body),
-        8 => round_trip::<InstallSnapshotResponse>(body),
-        9 => round_trip::<TimeoutNowRequest>(body),
-        _ => round_trip::<TimeoutNowResponse>(body),
+        7 => round_trip::<SnapshotChunk>(body, seed),
+        8 => round_trip::<InstallSnapshotResponse>(body, seed),
+        9 => round_trip::<TimeoutNowRequest>(body, seed),
+        _ => round_trip::<TimeoutNowResponse>(body, seed),
     }
 }
 
@@ -359,10 +406,72 @@ impl ServerStreamCheck {
     }
 }
 
+/// What a contiguous decode of the request bytes `fed` gives for `method`
+/// (with the call's limit): the requests, and for InstallSnapshot every
+/// chunk's data, up to the first message that does not decode (where the
+/// call must fail) or, for a unary method, the first message.
+fn expected_requests(method: RpcMethod, fed: &[u8], limit: usize) -> (Vec<RaftRequest>, Vec<u8>) {
+    let (bodies, _) = decode_pieces(limit, &[fed]);
+    let mut requests = Vec::new();
+    let mut data = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let request = match method {
+            RpcMethod::InstallSnapshot if i == 0 => {
+                let wire =
+                    <raft_grpc_transport::wire::InstallSnapshotRequest as prost::Message>::decode(
+                        body,
+                    );
+                let Ok((meta, chunk)) = wire
+                    .map_err(|_| ())
+                    .and_then(|w| InstallSnapshotRequest::from_first_message(w).map_err(|_| ()))
+                else {
+                    break;
+                };
+                data.extend_from_slice(&chunk.data);
+                RaftRequest::InstallSnapshot(meta)
+            }
+            RpcMethod::InstallSnapshot => {
+                let Ok(chunk) = SnapshotChunk::decode(body) else {
+                    break;
+                };
+                data.extend_from_slice(&chunk.data);
+                continue;
+            }
+            RpcMethod::AppendEntriesPipeline => match AppendEntriesRequest::decode(body) {
+                Ok(r) => RaftRequest::AppendEntries(r),
+                Err(_) => break,
+            },
+            _ if i > 0 => break,
+            RpcMethod::AppendEntries => match AppendEntriesRequest::decode(body) {
+                Ok(r) => RaftRequest::AppendEntries(r),
+                Err(_) => break,
+            },
+            RpcMethod::RequestVote => match RequestVoteRequest::decode(body) {
+                Ok(r) => RaftRequest::RequestVote(r),
+                Err(_) => break,
+            },
+            RpcMethod::RequestPreVote => match RequestPreVoteRequest::decode(body) {
+                Ok(r) => RaftRequest::RequestPreVote(r),
+                Err(_) => break,
+            },
+            RpcMethod::TimeoutNow => match TimeoutNowRequest::decode(body) {
+                Ok(r) => RaftRequest::TimeoutNow(r),
+                Err(_) => break,
+            },
+        };
+        requests.push(request);
+    }
+    (requests, data)
+}
+
 /// A server call fed an arbitrary sequence of inputs. The first byte picks
 /// the method; then each byte is an operation (data, end of stream, reset,
 /// lost connection, time, a response of the right or wrong type, an error,
-/// transmit, events).
+/// transmit, events). Besides the order of what it transmits and the
+/// exactly-once rules, what it decoded from the pieces it was fed must be
+/// what a contiguous decode of the same bytes gives (all of it while the
+/// call did not fail, a prefix when it did), and a snapshot that ends must
+/// have delivered exactly its declared size.
 pub fn server_call(data: &[u8]) {
     let mut ops = Ops { data };
     let Some(pick) = ops.byte() else { return };
@@ -383,10 +492,23 @@ pub fn server_call(data: &[u8]) {
     let mut check = ServerStreamCheck::default();
     let mut failed = false;
     let mut requests = 0usize;
+    // The request bytes the call took, what it decoded from them, and
+    // whether the client finished sending.
+    let (mut fed, mut seen, mut snapshot_data, mut ended) =
+        (Vec::new(), Vec::new(), Vec::new(), false);
     while let Some(op) = ops.byte() {
         match op % 12 {
-            0 | 1 => call.handle_data(ops.chunk(), now),
-            2 => call.handle_end_of_stream(now),
+            0 | 1 => {
+                let chunk = ops.chunk();
+                if !call.is_answered() && !ended {
+                    fed.extend_from_slice(&chunk);
+                }
+                call.handle_data(chunk, now);
+            }
+            2 => {
+                ended = true;
+                call.handle_end_of_stream(now);
+            }
             3 => {
                 check.aborted = true;
                 call.handle_reset(u32::from(ops.byte().unwrap_or(8)), now);
@@ -450,13 +572,24 @@ pub fn server_call(data: &[u8]) {
         while let Some(event) = call.poll_event() {
             assert!(!failed, "event after Failed");
             match event {
-                ServerEvent::Request(_) => requests += 1,
+                ServerEvent::Request(request) => {
+                    requests += 1;
+                    seen.push(request);
+                }
                 ServerEvent::Failed(status) => {
                     assert_ne!(status.code(), Code::Ok);
                     failed = true;
                 }
-                ServerEvent::SnapshotData(d) => assert!(!d.is_empty()),
-                ServerEvent::SnapshotEnd => {}
+                ServerEvent::SnapshotData(d) => {
+                    assert!(!d.is_empty());
+                    snapshot_data.extend_from_slice(&d);
+                }
+                ServerEvent::SnapshotEnd => {
+                    let Some(RaftRequest::InstallSnapshot(meta)) = seen.first() else {
+                        panic!("a snapshot ended before its metadata");
+                    };
+                    assert_eq!(snapshot_data.len() as u64, meta.size, "bytes do not add up");
+                }
             }
         }
         if let Some(deadline) = call.poll_timeout() {
@@ -464,6 +597,24 @@ pub fn server_call(data: &[u8]) {
         }
     }
     check.drain(&mut call, usize::MAX);
+    let (expected, expected_data) = expected_requests(method, &fed, 1 << 16);
+    if failed {
+        assert!(
+            seen.len() <= expected.len(),
+            "decoded more than the bytes hold"
+        );
+        assert_eq!(seen[..], expected[..seen.len()], "decoded differently");
+        assert!(
+            expected_data.starts_with(&snapshot_data),
+            "snapshot data differs"
+        );
+    } else {
+        assert_eq!(
+            seen, expected,
+            "decoded differently from a contiguous decode"
+        );
+        assert_eq!(snapshot_data, expected_data, "snapshot data differs");
+    }
 }
 
 /// A client call fed an arbitrary sequence of inputs: response heads of
@@ -480,13 +631,17 @@ pub fn client_call(data: &[u8]) {
         http::uri::Authority::from_static("peer"),
         (pick & 0x80 != 0).then(|| Duration::from_millis(50)),
     );
-    let mut now = Instant::now();
+    let start = Instant::now();
+    let mut now = start;
+    let deadline = (pick & 0x80 != 0).then(|| start + Duration::from_millis(50));
     let mut call = ClientCall::new(head, 1 << 16, now);
+    assert_eq!(call.deadline(), deadline);
+    assert_eq!(call.poll_timeout(), deadline);
     let mut finished = 0;
     let mut data_ended = false;
     let mut reset = false;
     while let Some(op) = ops.byte() {
-        match op % 13 {
+        match op % 14 {
             0 => {
                 let (parts, ()) = raft_grpc_transport::head::response_head().into_parts();
                 call.handle_response_head(&parts, ops.byte().unwrap_or(0) & 1 == 1, now);
@@ -517,6 +672,17 @@ pub fn client_call(data: &[u8]) {
             9 => {
                 now += Duration::from_millis(u64::from(ops.byte().unwrap_or(10)));
                 call.handle_timeout(now);
+            }
+            // Time goes to the moment the call asked for, as a driver's
+            // timer would take it: a call past its deadline is over.
+            13 => {
+                if let Some(at) = call.poll_timeout() {
+                    assert_eq!(Some(at), deadline, "a timer other than the deadline");
+                    now = now.max(at);
+                    call.handle_timeout(now);
+                    assert!(call.is_finished(), "not over at its deadline");
+                    assert_eq!(call.poll_timeout(), None);
+                }
             }
             10 => call.cancel(Status::new(Code::Cancelled, "cancelled")),
             11 => {
@@ -560,6 +726,434 @@ pub fn client_call(data: &[u8]) {
             }
         }
         assert_eq!(call.is_finished(), finished == 1);
+        if deadline.is_some_and(|d| now >= d) && op % 14 == 9 {
+            assert!(call.is_finished(), "a call past its deadline is not over");
+        }
+    }
+}
+
+/// The client's per-peer pool fed arbitrary picks (three peers, every
+/// lane), connect outcomes, streams opening and closing, GOAWAYs, lost
+/// connections, peer removals and time. Invariants: a connection handed
+/// out is one the pool asked to connect, of that peer and a slot of that
+/// lane, never one that failed, went away or was lost; `Ready` only once
+/// connected; an error only when every slot of the lane backs off; a failed
+/// connect backs off within the configured bounds; stream counts are the
+/// caller's; `Close` comes once per connection that went away, after its
+/// last stream; `AbandonConnect` only for a connect past its timeout.
+pub fn peer_pool(data: &[u8]) {
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Known {
+        Connecting(Instant),
+        Ready,
+        /// GOAWAY: open streams drain, then Close.
+        Draining,
+        Gone,
+    }
+
+    let mut ops = Ops { data };
+    let Some(setup) = ops.byte() else { return };
+    let backoff = Backoff::default()
+        .with_initial(Duration::from_millis(u64::from(setup & 0x0f) * 10))
+        .with_max(Duration::from_millis(500))
+        .with_jitter(f64::from(setup >> 4) / 15.0);
+    let config = PoolConfig::default()
+        .with_slots_per_peer(usize::from(setup % 5) + 1)
+        .with_backoff(backoff)
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_seed(u64::from(setup));
+    let slots = config.slots_per_peer;
+    let mut pool = PeerPool::new(config);
+    let peers = ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"];
+    let lanes = [Lane::Control, Lane::Replication, Lane::Snapshot];
+    let lane_range = |lane: Lane| match (slots, lane) {
+        (1, _) | (_, Lane::Control) => 0..1,
+        (2, _) => 1..2,
+        (n, Lane::Replication) => 1..n - 1,
+        (n, Lane::Snapshot) => n - 1..n,
+    };
+    let mut now = Instant::now();
+    let mut known: BTreeMap<ConnId, (usize, Known)> = BTreeMap::new();
+    let mut streams: BTreeMap<ConnId, usize> = BTreeMap::new();
+    let mut closed: Vec<ConnId> = Vec::new();
+    let pick_conn = |ops: &mut Ops, known: &BTreeMap<ConnId, (usize, Known)>| {
+        let ids: Vec<ConnId> = known.keys().copied().collect();
+        let i = usize::from(ops.byte().unwrap_or(0));
+        (!ids.is_empty()).then(|| ids[i % ids.len()])
+    };
+    while let Some(op) = ops.byte() {
+        match op % 10 {
+            0..=2 => {
+                let peer = usize::from(ops.byte().unwrap_or(0)) % peers.len();
+                let lane = lanes[usize::from(op / 10) % lanes.len()];
+                match pool.pick(peers[peer], lane, now) {
+                    Ok(Pick::Connect(conn)) => {
+                        assert!(!known.contains_key(&conn), "a connection id reused");
+                        let (p, slot) = pool.slot_of(conn).expect("a slot for it");
+                        assert_eq!(p, peers[peer]);
+                        assert!(lane_range(lane).contains(&slot), "a slot of another lane");
+                        known.insert(conn, (peer, Known::Connecting(now)));
+                    }
+                    Ok(Pick::Ready(conn)) => {
+                        assert_eq!(known.get(&conn), Some(&(peer, Known::Ready)), "{conn:?}");
+                        let (_, slot) = pool.slot_of(conn).expect("a slot for it");
+                        assert!(lane_range(lane).contains(&slot), "a slot of another lane");
+                        if op & 0x80 != 0 {
+                            pool.stream_opened(conn);
+                            *streams.entry(conn).or_default() += 1;
+                        }
+                    }
+                    Ok(Pick::Wait(conn)) => {
+                        let state = known.get(&conn).map(|k| k.1);
+                        assert!(
+                            matches!(state, Some(Known::Connecting(_) | Known::Ready)),
+                            "waiting on {conn:?} in {state:?}"
+                        );
+                    }
+                    Err(status) => {
+                        assert_eq!(status.code(), Code::Unavailable);
+                        for slot in lane_range(lane) {
+                            assert!(
+                                matches!(
+                                    pool.slot_state(peers[peer], slot),
+                                    Some(SlotState::Failed { .. })
+                                ),
+                                "refused while slot {slot} can serve"
+                            );
+                        }
+                    }
+                }
+            }
+            3 => {
+                let Some(conn) = pick_conn(&mut ops, &known) else {
+                    continue;
+                };
+                if let Some((_, Known::Connecting(_))) = known.get(&conn) {
+                    let limit = ops.byte().map(|b| u32::from(b % 4) + 1);
+                    pool.connected(conn, limit, now);
+                    known.get_mut(&conn).unwrap().1 = Known::Ready;
+                }
+            }
+            4 => {
+                let Some(conn) = pick_conn(&mut ops, &known) else {
+                    continue;
+                };
+                if let Some(&(peer, Known::Connecting(_))) = known.get(&conn) {
+                    let (_, slot) = pool.slot_of(conn).expect("a slot for it");
+                    pool.connect_failed(conn, Status::new(Code::Unavailable, "refused"), now);
+                    known.get_mut(&conn).unwrap().1 = Known::Gone;
+                    let Some(SlotState::Failed { retry_at }) = pool.slot_state(peers[peer], slot)
+                    else {
+                        panic!("a failed connect does not back off");
+                    };
+                    let most = backoff.max.mul_f64(1.0 + backoff.jitter) + Duration::from_millis(1);
+                    assert!(
+                        retry_at >= now && retry_at <= now + most,
+                        "backoff out of bounds"
+                    );
+                }
+            }
+            5 => {
+                let Some(conn) = pick_conn(&mut ops, &known) else {
+                    continue;
+                };
+                let (_, state) = known[&conn];
+                if state != Known::Gone {
+                    pool.connection_lost(conn, now);
+                    known.get_mut(&conn).unwrap().1 = Known::Gone;
+                    streams.remove(&conn);
+                }
+            }
+            6 => {
+                let Some(conn) = pick_conn(&mut ops, &known) else {
+                    continue;
+                };
+                if known[&conn].1 == Known::Ready {
+                    pool.goaway(conn);
+                    known.get_mut(&conn).unwrap().1 = Known::Draining;
+                }
+            }
+            7 => {
+                let Some(conn) = pick_conn(&mut ops, &known) else {
+                    continue;
+                };
+                if let Some(n) = streams.get_mut(&conn).filter(|n| **n > 0) {
+                    *n -= 1;
+                    pool.stream_closed(conn);
+                }
+            }
+            8 => {
+                now += Duration::from_millis(u64::from(ops.byte().unwrap_or(0)) * 4);
+                pool.handle_timeout(now);
+            }
+            _ => {
+                let peer = usize::from(ops.byte().unwrap_or(0)) % peers.len();
+                pool.remove_peer(peers[peer]);
+                for (conn, (p, state)) in known.iter_mut() {
+                    if *p == peer && *state != Known::Gone {
+                        *state = Known::Gone;
+                        streams.remove(conn);
+                    }
+                }
+            }
+        }
+        while let Some(event) = pool.poll_event() {
+            match event {
+                PoolEvent::Close(conn) => {
+                    assert!(!closed.contains(&conn), "closed twice");
+                    closed.push(conn);
+                    let state = known.get(&conn).map(|k| k.1);
+                    assert!(
+                        matches!(state, Some(Known::Draining | Known::Gone)),
+                        "closed {conn:?} in {state:?}"
+                    );
+                    if state == Some(Known::Draining) {
+                        assert_eq!(
+                            streams.get(&conn).copied().unwrap_or(0),
+                            0,
+                            "closed with streams"
+                        );
+                    }
+                    known.get_mut(&conn).unwrap().1 = Known::Gone;
+                    streams.remove(&conn);
+                }
+                PoolEvent::AbandonConnect(conn) => {
+                    let Some((_, Known::Connecting(since))) = known.get(&conn).copied() else {
+                        panic!("abandoned {conn:?}, which is not connecting");
+                    };
+                    assert!(now >= since + Duration::from_millis(200), "abandoned early");
+                    known.get_mut(&conn).unwrap().1 = Known::Gone;
+                }
+            }
+        }
+        for (conn, n) in &streams {
+            if known[conn].1 == Known::Ready {
+                assert_eq!(pool.open_streams(*conn), *n, "stream count of {conn:?}");
+            }
+        }
+        if let Some(at) = pool.poll_timeout() {
+            assert!(at + Duration::from_secs(1) >= now, "a timer long past");
+        }
+    }
+}
+
+/// A pipeline window fed arbitrary pushes, completions, failures and
+/// closes. It must behave as a bounded FIFO: a push fails with `Full` only
+/// at the bound and with `Closed` only once closed (giving the tag back
+/// either way); completions come in push order, each tag exactly once
+/// (completed, failed or closed); a completion with nothing in flight
+/// closes it with `INTERNAL`.
+pub fn pipeline_window(data: &[u8]) {
+    use std::collections::VecDeque;
+
+    let mut ops = Ops { data };
+    let Some(bound) = ops.byte() else { return };
+    let max = usize::from(bound % 9);
+    let mut window = PipelineWindow::new(max);
+    let max = max.max(1);
+    let mut model: VecDeque<u32> = VecDeque::new();
+    let mut closed = false;
+    let mut next = 0u32;
+    let mut done: Vec<u32> = Vec::new();
+    while let Some(op) = ops.byte() {
+        match op % 4 {
+            0 | 1 => {
+                let tag = next;
+                next += 1;
+                match window.push(tag) {
+                    Ok(()) => {
+                        assert!(
+                            !closed && model.len() < max,
+                            "pushed past the bound or when closed"
+                        );
+                        model.push_back(tag);
+                    }
+                    Err(PipelineError::Full(t)) => {
+                        assert_eq!(t, tag);
+                        assert!(!closed && model.len() == max, "full below the bound");
+                    }
+                    Err(PipelineError::Closed(status, t)) => {
+                        assert_eq!(t, tag);
+                        assert!(closed, "refused while open");
+                        assert_ne!(status.code(), Code::Ok);
+                    }
+                    Err(_) => panic!("an unknown refusal"),
+                }
+            }
+            2 => match window.complete() {
+                Ok(tag) => {
+                    assert_eq!(Some(tag), model.pop_front(), "completed out of order");
+                    done.push(tag);
+                }
+                Err(status) => {
+                    if !closed {
+                        assert!(
+                            model.is_empty(),
+                            "refused a completion with requests in flight"
+                        );
+                        assert_eq!(status.code(), Code::Internal);
+                        closed = true;
+                    }
+                }
+            },
+            _ => {
+                let tags = if op & 0x80 != 0 {
+                    window.close()
+                } else {
+                    window.fail(Status::new(Code::Unavailable, "stream failed"))
+                };
+                assert_eq!(
+                    tags,
+                    model.drain(..).collect::<Vec<_>>(),
+                    "failed out of order"
+                );
+                done.extend(tags);
+                closed = true;
+            }
+        }
+        assert_eq!(window.in_flight(), model.len());
+        assert_eq!(window.has_room(), !closed && model.len() < max);
+        assert_eq!(window.closed().is_some(), closed);
+    }
+    let mut all = done.clone();
+    all.extend(model.iter().copied());
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), all.len(), "a tag came back twice");
+}
+
+/// An InstallSnapshot stream end to end without a network: a declared
+/// size, data pushed into a [`SnapshotSender`] in arbitrary pieces, the
+/// chunks framed, the frames split arbitrarily into a [`MessageDecoder`],
+/// decoded and fed to a [`SnapshotReceiver`], with an optional corrupted
+/// byte. Invariants: chunks are never empty nor over the chunk size and
+/// hold exactly the data pushed, in order; pushing past the declared size
+/// fails without changing anything; the receiver gives back what was sent
+/// and detects a corrupted byte (checksum) or a count that does not add
+/// up; both sides finish cleanly exactly when the declared size went
+/// through; progress counts the bytes.
+pub fn snapshot_stream(data: &[u8]) {
+    let mut ops = Ops { data };
+    let (Some(size), Some(chunk_size), Some(split)) = (ops.byte(), ops.byte(), ops.byte()) else {
+        return;
+    };
+    let size = u64::from(size) * 3;
+    let chunk_size = usize::from(chunk_size % 32);
+    let now = Instant::now();
+    let meta = InstallSnapshotRequest {
+        size,
+        ..Default::default()
+    };
+    let mut sender = SnapshotSender::new(meta, chunk_size, now);
+    let chunk_size = chunk_size.max(1);
+    let mut pushed: Vec<u8> = Vec::new();
+    let mut chunks: Vec<SnapshotChunk> = Vec::new();
+    let mut corrupt: Option<usize> = None;
+    while let Some(op) = ops.byte() {
+        match op % 3 {
+            0 | 1 => {
+                let piece = ops.chunk();
+                let before = sender.remaining();
+                match sender.push(piece.clone(), now) {
+                    Ok(out) => {
+                        let joined: Vec<u8> = out.iter().flat_map(|c| c.data.to_vec()).collect();
+                        assert_eq!(joined, piece.to_vec(), "chunks lose or change data");
+                        for c in &out {
+                            assert!(!c.data.is_empty() && c.data.len() <= chunk_size);
+                            assert!(c.data_crc32c.is_some());
+                        }
+                        pushed.extend_from_slice(&piece);
+                        chunks.extend(out);
+                    }
+                    Err(e) => {
+                        assert!(matches!(e, SnapshotError::TooLong { .. }), "{e:?}");
+                        assert!(piece.len() as u64 > before);
+                        assert_eq!(
+                            sender.remaining(),
+                            before,
+                            "a refused push changed the count"
+                        );
+                    }
+                }
+            }
+            _ => corrupt = Some(usize::from(ops.byte().unwrap_or(0))),
+        }
+        assert_eq!(sender.progress(now).bytes, pushed.len() as u64);
+        assert_eq!(sender.remaining(), size - pushed.len() as u64);
+    }
+    assert_eq!(sender.finish().is_ok(), pushed.len() as u64 == size);
+
+    // The wire: every chunk framed, one byte maybe flipped in a chunk's
+    // data, the stream split into pieces.
+    let encoder = MessageEncoder::new(usize::MAX, 8);
+    let mut wire_chunks = chunks.clone();
+    let corrupted = corrupt.filter(|_| !pushed.is_empty()).map(|at| {
+        let at = at % pushed.len();
+        let mut offset = 0;
+        for c in &mut wire_chunks {
+            if at < offset + c.data.len() {
+                let mut bytes = c.data.to_vec();
+                bytes[at - offset] ^= 0x01;
+                c.data = Bytes::from(bytes);
+                break;
+            }
+            offset += c.data.len();
+        }
+        at
+    });
+    let mut stream = Vec::new();
+    for c in &wire_chunks {
+        stream.extend_from_slice(&encoder.encode(c).expect("no limit").to_bytes());
+    }
+    let mut decoder = MessageDecoder::new(usize::MAX);
+    let mut state = u32::from(split) + 1;
+    let mut rest = &stream[..];
+    let mut bodies = Vec::new();
+    while !rest.is_empty() {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let n = (1 + (state >> 16) as usize % 23).min(rest.len());
+        let (piece, tail) = rest.split_at(n);
+        decoder.push(Bytes::copy_from_slice(piece));
+        while let Some(body) = decoder.next_message().expect("our own framing") {
+            bodies.push(body);
+        }
+        rest = tail;
+    }
+    decoder.finish().expect("whole messages");
+    assert_eq!(bodies.len(), wire_chunks.len());
+
+    let mut receiver = SnapshotReceiver::new(size, now);
+    let mut received = Vec::new();
+    let mut failure = None;
+    for body in bodies {
+        let chunk = SnapshotChunk::decode(body).expect("our own encoding");
+        match receiver.receive(chunk, now) {
+            Ok(data) => received.extend_from_slice(&data),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    match (corrupted, failure) {
+        (Some(at), Some(SnapshotError::ChecksumMismatch { offset, .. })) => {
+            // Detected at the end of the chunk holding the flipped byte.
+            assert!(
+                offset > at as u64,
+                "the mismatch is reported before the bad byte"
+            );
+            assert_eq!(&received[..], &pushed[..received.len()]);
+        }
+        (Some(_), other) => panic!("a corrupted byte went through: {other:?}"),
+        (None, Some(e)) => panic!("a clean stream failed: {e:?}"),
+        (None, None) => {
+            assert_eq!(received, pushed, "the receiver's bytes differ");
+            assert_eq!(receiver.progress(now).bytes, pushed.len() as u64);
+            assert_eq!(receiver.finish().is_ok(), pushed.len() as u64 == size);
+        }
     }
 }
 
@@ -649,8 +1243,13 @@ pub fn server_endpoint(data: &[u8]) {
             ServerCallConfig::default()
                 .with_max_request_len(1 << 12)
                 .with_max_response_len(1 << 12)
-                .with_snapshot_stall_timeout(Some(Duration::from_millis(80))),
+                .with_snapshot_stall_timeout(Some(Duration::from_millis(80)))
+                .with_max_unsent_response(256),
         )
+        // Limits small enough for short inputs to reach.
+        .with_request_data_timeout(Some(Duration::from_millis(60)))
+        .with_idle_timeout(Some(Duration::from_millis(150)))
+        .with_max_buffered_per_connection(1 << 13)
         .with_consumer_queue(usize::from(setup % 3) + 1)
         .with_snapshot_buffer(usize::from((setup >> 2) % 2) + 1)
         .with_handshake_timeout(Duration::from_millis(100))
@@ -679,8 +1278,8 @@ pub fn server_endpoint(data: &[u8]) {
         conns[1],
         PeerInfo::new(Some(addr)).with_certificates(chain.clone()),
     );
-    // A stream opened on a connection already lost starts the endpoint on
-    // a connection it knows nothing of (no peer).
+    // A stream opened on a connection already lost is refused (it reaches
+    // nobody); the peer of the others is their connection's.
     let expected_peer = |(conn, opened_after_loss): (ConnId, bool)| {
         if conn == conns[1] && !opened_after_loss {
             PeerInfo::new(Some(addr)).with_certificates(chain.clone())
@@ -879,9 +1478,19 @@ pub fn server_endpoint(data: &[u8]) {
                         "released more than was received on {stream:?}"
                     );
                 }
-                ServerOutput::GoAway { conn }
-                | ServerOutput::Close { conn }
-                | ServerOutput::Refuse { conn, .. } => {
+                ServerOutput::Close { conn } => {
+                    // Idle after its GOAWAY: the endpoint forgot it, and
+                    // any of its streams may end silently.
+                    assert!(conns.contains(&conn));
+                    lost.insert(conn);
+                    pinged.retain(|&c| c != conn);
+                    for (id, _) in &streams {
+                        if stream_conn[id].0 == conn {
+                            checks.entry(*id).or_default().aborted = true;
+                        }
+                    }
+                }
+                ServerOutput::GoAway { conn } | ServerOutput::Refuse { conn, .. } => {
                     assert!(conns.contains(&conn));
                 }
                 ServerOutput::Ping { conn } => {
@@ -1487,6 +2096,30 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             vec![
                 0, 0, 0, 1, 9, 0, 1, 9, 1, 0, 9, 1, 2, 9, 1, 4, 14, 0, 18, 0x5a,
             ],
+        ],
+        // Ops: 0-2 pick (peer; lane by op / 10; 0x80 opens a stream),
+        // 3 connected, 4 connect failed, 5 lost, 6 GOAWAY, 7 stream closed,
+        // 8 time, 9 remove a peer.
+        "peer_pool" => vec![
+            // Connect, ready, streams, GOAWAY, drain.
+            vec![3, 0, 0, 3, 0, 1, 0x80, 0, 0x80, 0, 6, 0, 7, 0, 7, 0],
+            // Refused connects, backoff, time, a retry.
+            vec![0x4a, 10, 1, 4, 0, 10, 1, 8, 200, 10, 1, 3, 0, 2],
+            // A slow connect abandoned, a peer removed.
+            vec![1, 20, 2, 8, 60, 0, 0, 9, 0, 0, 1, 5, 1],
+        ],
+        // Ops: 0-1 push, 2 complete, 3 fail (0x80: close).
+        "pipeline_window" => vec![
+            vec![3, 0, 0, 0, 0, 2, 0, 2, 2, 2, 2, 0],
+            vec![1, 0, 1, 2, 0, 3, 0, 2],
+            vec![0, 2, 0, 0x83, 0],
+        ],
+        // Size / 3, chunk size, split seed; ops: 0-1 push a piece, 2 flip a
+        // byte.
+        "snapshot_stream" => vec![
+            vec![2, 4, 7, 0, 3, 1, 2, 3, 1, 3, 4, 5, 6],
+            vec![1, 2, 1, 0, 3, 9, 9, 9, 2, 1],
+            vec![1, 0, 3, 0, 4, 1, 2, 3, 4],
         ],
         "grpc_timeout" => vec![
             b"10S".to_vec(),

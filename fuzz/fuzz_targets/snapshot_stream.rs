@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: see `raft_grpc_transport_fuzz::snapshot_stream`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| raft_grpc_transport_fuzz::snapshot_stream(data));
