@@ -18,6 +18,11 @@
 //!   released ([`ServerOutput::ReleaseCapacity`]), and HTTP/2 flow control
 //!   holds the peer back. What one stream can make the node hold is its
 //!   window plus those bounds;
+//! * **limits on what a peer can make the node hold**: connections in all
+//!   and per IP address ([`ServerOutput::Refuse`]), idle connections
+//!   (GOAWAY, then closed), streams that owe request data and send none,
+//!   answers waiting for the client's window (the stream stops reading),
+//!   and a budget of bytes held per connection (see [`ServerConfig`]);
 //! * **the race between delivery and the caller**: a request still in a
 //!   queue when its caller resets the stream, its deadline passes, its
 //!   connection drops or the endpoint closes is removed, never delivered

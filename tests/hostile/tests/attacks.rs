@@ -106,7 +106,7 @@ fn end_of(conn: &RawConn, stream: u32, timeout: Duration) -> Option<raft_grpc_ho
 #[test]
 fn a_header_block_that_decodes_to_megabytes_is_refused() {
     under_attack("header amplification", &[], 16 * MIB, |addr| {
-        let (mut refused, mut calm) = (0, 0);
+        let (mut refused, mut calm, mut cut) = (0, 0, 0);
         for _ in 0..20 {
             let mut conn = connect(addr, &[]);
             let id = conn.next_stream_id();
@@ -115,10 +115,20 @@ fn a_header_block_that_decodes_to_megabytes_is_refused() {
             for _ in 0..400_000 {
                 header_block::indexed(&mut block, 62);
             }
-            conn.write(&frame(kind::HEADERS, kind::END_HEADERS, id, &block))
-                .unwrap();
-            let f = end_of(&conn, id, Duration::from_secs(5))
-                .expect("an answer to an oversized header block");
+            // The node may close the connection while the block is still
+            // on its way: the write fails, or TCP resets the connection
+            // and the GOAWAY before it is lost.
+            let wrote = conn
+                .write(&frame(kind::HEADERS, kind::END_HEADERS, id, &block))
+                .is_ok();
+            let Some(f) = end_of(&conn, id, Duration::from_secs(10)) else {
+                assert!(
+                    !wrote || conn.is_closed(),
+                    "no answer to an oversized header block"
+                );
+                cut += 1;
+                continue;
+            };
             match f.kind {
                 kind::GOAWAY => {
                     assert_eq!(f.error_code(), Some(code::ENHANCE_YOUR_CALM), "{f:?}");
@@ -132,9 +142,10 @@ fn a_header_block_that_decodes_to_megabytes_is_refused() {
             }
         }
         println!(
-            "header amplification: {refused} streams refused, {calm} connections \
-             sent GOAWAY ENHANCE_YOUR_CALM"
+            "header amplification: {refused} streams refused, {calm} connections sent GOAWAY \
+             ENHANCE_YOUR_CALM, {cut} cut off before their GOAWAY was read"
         );
+        assert!(calm > 0 || refused > 0, "never told why");
     });
 }
 
@@ -283,7 +294,15 @@ fn a_snapshot_with_a_negative_size_is_invalid_argument() {
         request.push(0x01);
         conn.send_data(id, &grpc_message(&request), true, Duration::from_secs(2))
             .unwrap();
-        let f = end_of(&conn, id, Duration::from_secs(5)).expect("an answer");
+        let start = Instant::now();
+        let f = end_of(&conn, id, Duration::from_secs(10)).unwrap_or_else(|| {
+            panic!(
+                "no answer after {:?} (connection closed: {}, {} frames read)",
+                start.elapsed(),
+                conn.is_closed(),
+                conn.frames_in()
+            )
+        });
         assert_eq!(f.grpc_status(), Some(3), "{f:?}");
     });
 }
