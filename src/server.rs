@@ -504,6 +504,11 @@ impl Stream {
     fn decoded_len(&self) -> usize {
         self.queued_bytes + self.snapshot.as_ref().map_or(0, |b| b.bytes) + self.call.send_wanted()
     }
+
+    /// When it fails for owing request data too long.
+    fn data_deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
+        self.waiting_since?.checked_add(timeout?)
+    }
 }
 
 #[derive(Debug)]
@@ -526,6 +531,22 @@ struct Connection {
     /// Streams that stopped taking data for the budget, to retry when
     /// decoded requests or chunks drain.
     budget_waiting: Vec<StreamId>,
+}
+
+impl Connection {
+    /// When it is closed: its handshake is late, or it stayed after its
+    /// GOAWAY (one of the two at most is set).
+    fn close_deadline(&self) -> Option<Instant> {
+        self.handshake_deadline.or(self.close_at)
+    }
+
+    /// When it gets GOAWAY for having no stream.
+    fn idle_deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+        if self.going_away {
+            return None;
+        }
+        self.idle_since?.checked_add(idle?)
+    }
 }
 
 /// The server side of the transport, for every connection of a node. See
@@ -630,24 +651,18 @@ impl ServerEndpoint {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let idle = self.config.idle_timeout;
-        let conns = self.conns.values().filter_map(|c| {
-            let idle = match (c.idle_since, idle) {
-                (Some(since), Some(idle)) if !c.going_away => since.checked_add(idle),
-                _ => None,
-            };
-            [c.handshake_deadline, idle, c.close_at]
+        let (idle, data) = (self.config.idle_timeout, self.config.request_data_timeout);
+        let conns = self.conns.values().flat_map(|c| {
+            [c.close_deadline(), c.idle_deadline(idle)]
                 .into_iter()
                 .flatten()
-                .min()
         });
-        let calls = self.streams.values().filter_map(|s| s.call.poll_timeout());
-        let waits = self.config.request_data_timeout.map(|timeout| {
-            self.streams
-                .values()
-                .filter_map(move |s| s.waiting_since.and_then(|t| t.checked_add(timeout)))
+        let streams = self.streams.values().flat_map(|s| {
+            [s.call.poll_timeout(), s.data_deadline(data)]
+                .into_iter()
+                .flatten()
         });
-        conns.chain(calls).chain(waits.into_iter().flatten()).min()
+        conns.chain(streams).min()
     }
 
     /// Whether `stream` is over on the wire (answered and transmitted, or
@@ -937,66 +952,48 @@ impl ServerEndpoint {
     /// Time passed: call deadlines, snapshot stalls, slow handshakes.
     /// Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let slow: Vec<ConnId> = self
+        let due = |d: Option<Instant>| d.is_some_and(|d| now >= d);
+        let (idle, data) = (self.config.idle_timeout, self.config.request_data_timeout);
+        let late: Vec<(ConnId, &str)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.handshake_deadline.is_some_and(|d| now >= d))
-            .map(|(id, _)| *id)
+            .filter(|(_, c)| due(c.close_deadline()))
+            .map(|(id, c)| match c.handshake_deadline {
+                Some(_) => (*id, "HTTP/2 handshake timed out"),
+                None => (*id, "closed after its GOAWAY"),
+            })
             .collect();
-        for conn in slow {
+        for (conn, detail) in late {
             self.outputs.push_back(ServerOutput::Close { conn });
-            self.handle_connection_lost(conn, "HTTP/2 handshake timed out", now);
+            self.handle_connection_lost(conn, detail, now);
         }
-        let stayed: Vec<ConnId> = self
+        let idling: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.close_at.is_some_and(|d| now >= d))
+            .filter(|(_, c)| due(c.idle_deadline(idle)))
             .map(|(id, _)| *id)
             .collect();
-        for conn in stayed {
-            self.outputs.push_back(ServerOutput::Close { conn });
-            self.handle_connection_lost(conn, "closed after its GOAWAY", now);
-        }
-        if let Some(idle) = self.config.idle_timeout {
-            let idle: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| {
-                    !c.going_away
-                        && c.idle_since
-                            .and_then(|t| t.checked_add(idle))
-                            .is_some_and(|d| now >= d)
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            for conn in idle {
-                self.go_away(conn);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.close_at = now.checked_add(self.config.handshake_timeout);
-                }
+        for conn in idling {
+            self.go_away(conn);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.close_at = now.checked_add(self.config.handshake_timeout);
             }
         }
-        if let Some(timeout) = self.config.request_data_timeout {
-            let silent: Vec<StreamId> = self
-                .streams
-                .iter()
-                .filter(|(_, s)| {
-                    s.waiting_since
-                        .and_then(|t| t.checked_add(timeout))
-                        .is_some_and(|d| now >= d)
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            for id in silent {
-                if let Some(s) = self.streams.get_mut(&id) {
-                    s.waiting_since = None;
-                    s.call.abandon(Status::new(
-                        Code::DeadlineExceeded,
-                        format!("no request data for {timeout:?}"),
-                    ));
-                }
-                self.process(id, now);
+        let silent: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| due(s.data_deadline(data)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.waiting_since = None;
+                s.call.abandon(Status::new(
+                    Code::DeadlineExceeded,
+                    format!("no request data for {:?}", data.unwrap_or_default()),
+                ));
             }
+            self.process(id, now);
         }
         let due: Vec<StreamId> = self
             .streams
@@ -2315,6 +2312,13 @@ mod tests {
         server.handle_peer_connection(peer("10.0.0.1:1004"), now);
         assert!(outputs(&mut server).is_empty());
         assert_eq!(server.connections(), 3);
+        // That one is still in its handshake, and counts: the total is
+        // reached.
+        let c1 = server.handle_peer_connection(peer("10.0.0.3:1001"), now);
+        assert!(matches!(
+            outputs(&mut server)[..],
+            [ServerOutput::Refuse { conn, .. }] if conn == c1
+        ));
     }
 
     #[test]
@@ -2344,6 +2348,33 @@ mod tests {
         assert_eq!(outputs(&mut server), vec![ServerOutput::Close { conn }]);
         assert_eq!(server.connections(), 0);
         assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_call_that_races_the_idle_goaway_is_served_and_the_close_waits_for_it() {
+        let idle = Duration::from_secs(60);
+        let grace = ServerConfig::default().handshake_timeout;
+        let (mut server, conn, now) =
+            endpoint(ServerConfig::default().with_idle_timeout(Some(idle)));
+        let goaway = now + idle;
+        server.handle_timeout(goaway);
+        assert_eq!(outputs(&mut server), vec![ServerOutput::GoAway { conn }]);
+        // The peer had sent a vote before it read the GOAWAY.
+        let stream = unary_vote(&mut server, conn, 1, goaway);
+        server.handle_timeout(goaway + grace);
+        assert!(
+            !outputs(&mut server).contains(&ServerOutput::Close { conn }),
+            "closed under a call"
+        );
+        let later = goaway + grace * 2;
+        let rpc = server.poll_rpc(later).unwrap();
+        server.respond(rpc.id, granted(1), later).unwrap();
+        assert_eq!(wire(&mut server, stream, later).1, Some(Status::ok()));
+        // Its last call done, the peer has the grace period to leave.
+        assert_eq!(server.poll_timeout(), Some(later + grace));
+        server.handle_timeout(later + grace);
+        assert!(outputs(&mut server).contains(&ServerOutput::Close { conn }));
+        assert_eq!(server.connections(), 0);
     }
 
     #[test]

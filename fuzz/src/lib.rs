@@ -1281,7 +1281,11 @@ pub fn server_endpoint(data: &[u8]) {
     // A stream opened on a connection already lost is refused (it reaches
     // nobody); the peer of the others is their connection's.
     let expected_peer = |(conn, opened_after_loss): (ConnId, bool)| {
-        if conn == conns[1] && !opened_after_loss {
+        assert!(
+            !opened_after_loss,
+            "a request of a stream opened on a lost connection was delivered"
+        );
+        if conn == conns[1] {
             PeerInfo::new(Some(addr)).with_certificates(chain.clone())
         } else {
             PeerInfo::default()
