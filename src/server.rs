@@ -1021,6 +1021,15 @@ impl ServerEndpoint {
             .map_or(0, |s| s.call.send_wanted())
     }
 
+    /// Whether `stream` has something to put on the wire now (its head,
+    /// data or trailers): what a driver that serves many streams from one
+    /// poll checks before it polls that stream again.
+    pub fn has_transmit(&self, stream: StreamId) -> bool {
+        self.streams
+            .get(&stream)
+            .is_some_and(|s| s.call.has_transmit())
+    }
+
     /// The next thing to put on `stream`, using at most `capacity` bytes of
     /// send window for data.
     pub fn poll_transmit(
@@ -1667,6 +1676,30 @@ mod tests {
 
     fn events(server: &mut ServerEndpoint) -> Vec<ServerEvent> {
         std::iter::from_fn(|| server.poll_event()).collect()
+    }
+
+    #[test]
+    fn has_transmit_follows_what_poll_transmit_would_give() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let id = open(&mut server, conn, RpcMethod::RequestVote, None, now);
+        assert!(!server.has_transmit(id), "nothing to say before a request");
+        server.handle_data(id, vote(2), now);
+        server.handle_end_of_stream(id, now);
+        let rpc = server.poll_rpc(now).unwrap();
+        assert!(!server.has_transmit(id), "nothing until it is answered");
+        let answer = RaftResponse::RequestVote(RequestVoteResponse {
+            term: 2,
+            granted: true,
+            ..Default::default()
+        });
+        server.respond(rpc.id, Ok(answer), now).unwrap();
+        assert!(server.has_transmit(id));
+        while server.poll_transmit(id, usize::MAX, now).is_some() {}
+        assert!(!server.has_transmit(id), "all out");
+        assert!(
+            !server.has_transmit(StreamId(999)),
+            "an unknown stream has nothing"
+        );
     }
 
     /// Bytes released on `stream` by these outputs.

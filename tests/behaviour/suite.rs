@@ -1,7 +1,9 @@
 // The behaviour suite: one set of loopback tests, run against every
-// runtime backend. A backend's test file defines `Rt` (its runtime) and
-// `block_on`, then includes this file, so that every backend runs the same
-// tests (see this package's crate docs).
+// runtime backend. A backend's test file defines `Rt` (its runtime),
+// `block_on` and `bind_server` (how a serving transport comes up on an
+// address: on its own listener, or mounted on another HTTP/2 server), then
+// includes this file, so that every backend runs the same tests (see this
+// package's crate docs).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -47,11 +49,11 @@ async fn serve(transport: &GrpcTransport) {
 #[test]
 fn every_rpc_kind() {
     block_on(async {
-        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+        let server = bind_server("127.0.0.1:0", Config::default())
             .await
             .unwrap();
         serve(&server).await;
-        let client = GrpcTransport::bind("127.0.0.1:0", Config::default())
+        let client = bind_server("127.0.0.1:0", Config::default())
             .await
             .unwrap();
         let target = server.local_addr().to_owned();
@@ -173,7 +175,7 @@ fn heartbeat() -> AppendEntriesRequest {
 }
 
 async fn served(config: Config) -> GrpcTransport {
-    let server = GrpcTransport::bind("127.0.0.1:0", config).await.unwrap();
+    let server = bind_server("127.0.0.1:0", config).await.unwrap();
     serve(&server).await;
     server
 }
@@ -251,7 +253,7 @@ fn concurrent_callers_spread_over_the_replication_slots() {
 #[test]
 fn heartbeat_handler_answers_while_the_consumer_installs_a_snapshot() {
     block_on(async {
-        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+        let server = bind_server("127.0.0.1:0", Config::default())
             .await
             .unwrap();
         // The handler answers, and notes whom each heartbeat came from.
@@ -334,7 +336,7 @@ fn heartbeat_handler_answers_while_the_consumer_installs_a_snapshot() {
 #[test]
 fn deadline_exceeded_and_the_server_keeps_serving() {
     block_on(async {
-        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+        let server = bind_server("127.0.0.1:0", Config::default())
             .await
             .unwrap();
         let consumer = server.consumer();
@@ -461,7 +463,7 @@ fn garbage_on_the_port_drops_that_connection_only() {
 #[test]
 fn server_closed_while_calls_are_pending() {
     block_on(async {
-        let server = GrpcTransport::bind("127.0.0.1:0", Config::default())
+        let server = bind_server("127.0.0.1:0", Config::default())
             .await
             .unwrap();
         let consumer = server.consumer();
@@ -551,7 +553,7 @@ fn peer_restart_mid_pipeline_and_mid_snapshot() {
         let restart = async {
             sleep(Duration::from_millis(200)).await;
             server.close().await;
-            let again = GrpcTransport::bind(&addr, Config::default()).await.unwrap();
+            let again = bind_server(&addr, Config::default()).await.unwrap();
             serve(&again).await;
             again
         };
@@ -716,7 +718,7 @@ fn a_custom_connector_opens_every_connection() {
 fn a_call_given_up_while_the_consumer_queue_is_full_is_never_delivered() {
     block_on(async {
         // A queue of one, and a consumer that starts reading late.
-        let server = GrpcTransport::bind("127.0.0.1:0", Config::default().with_consumer_queue(1))
+        let server = bind_server("127.0.0.1:0", Config::default().with_consumer_queue(1))
             .await
             .unwrap();
         let client = client(Config::default().with_rpc_timeout(Duration::from_millis(300)));

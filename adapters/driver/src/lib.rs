@@ -46,6 +46,7 @@
 mod capacity;
 mod client;
 mod h2_error;
+pub mod hosted;
 mod incoming;
 pub mod inmem;
 pub mod runtime;
@@ -183,6 +184,13 @@ impl<R: Runtime> GrpcTransport<R> {
             io,
             None,
         ));
+    }
+
+    /// Serves requests that another HTTP/2 stack accepted (hyper under a
+    /// tonic or axum server, say) on this transport's endpoint, beside its
+    /// own connections: see the [`hosted`] module.
+    pub fn hosted(&self) -> hosted::HostedServer {
+        hosted::HostedServer::new(self.inner.server.clone())
     }
 
     /// The runtime it runs on.

@@ -35,6 +35,7 @@ use raft_grpc_transport_api::HeartbeatHandler;
 use crate::capacity;
 use crate::client::{BYTES_PER_POLL, ROUNDS_PER_POLL, Turn};
 use crate::h2_error::Failure;
+use crate::hosted::HostedState;
 use crate::incoming::IncomingPipeline;
 use crate::runtime::{BoxIo, Runtime};
 
@@ -75,11 +76,13 @@ pub(crate) struct ServerState {
     /// Takers of pipelines that go apart, by stream.
     pub(crate) pipeline_events: HashMap<StreamId, Arc<Event>>,
     timer_armed: Option<Instant>,
+    /// Streams another HTTP/2 stack accepted (see `hosted`).
+    pub(crate) hosted: HostedState,
 }
 
 /// Work for after the lock: the application's handlers.
 #[derive(Default)]
-struct Deferred {
+pub(crate) struct Deferred {
     heartbeats: Vec<(
         HeartbeatHandler,
         RequestId,
@@ -127,6 +130,7 @@ impl ServerShared {
                 snapshot_events: HashMap::new(),
                 pipeline_events: HashMap::new(),
                 timer_armed: None,
+                hosted: HostedState::default(),
             }),
             timer: Event::new(),
             consumer_ready: Event::new(),
@@ -139,7 +143,7 @@ impl ServerShared {
         shared
     }
 
-    fn lock(&self) -> MutexGuard<'_, ServerState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ServerState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -171,11 +175,23 @@ impl ServerShared {
 
     /// Dispatches, releases the lock, and wakes who must be woken; clears
     /// the wake of `served` (see [`update_from`](Self::update_from)).
-    fn dispatch(&self, mut state: MutexGuard<'_, ServerState>, served: Option<ConnId>) -> Deferred {
+    fn dispatch(&self, state: MutexGuard<'_, ServerState>, served: Option<ConnId>) -> Deferred {
+        self.dispatch_then(state, served, |_| ()).0
+    }
+
+    /// [`dispatch`](Self::dispatch), then `after` under the same lock (what
+    /// a hosted stream reads of the dispatch's outcome).
+    pub(crate) fn dispatch_then<T>(
+        &self,
+        mut state: MutexGuard<'_, ServerState>,
+        served: Option<ConnId>,
+        after: impl FnOnce(&mut ServerState) -> T,
+    ) -> (Deferred, T) {
         let deferred = state.dispatch();
         if let Some(slot) = served.and_then(|conn| state.conns.get_mut(&conn)) {
             slot.woken = false;
         }
+        let result = after(&mut state);
         let rearm = state.timer_needs_rearm();
         drop(state);
         if rearm {
@@ -184,11 +200,11 @@ impl ServerShared {
         if deferred.rpc_queued {
             self.consumer_ready.notify(usize::MAX);
         }
-        deferred
+        (deferred, result)
     }
 
     /// Runs the application's handlers, out of the lock.
-    fn run_deferred(self: &Arc<Self>, mut deferred: Deferred) {
+    pub(crate) fn run_deferred(self: &Arc<Self>, mut deferred: Deferred) {
         loop {
             for (handler, stream) in std::mem::take(&mut deferred.pipelines) {
                 handler(IncomingPipeline::new(self.clone(), stream));
@@ -255,6 +271,18 @@ impl ServerState {
             let mut progressed = false;
             while let Some(output) = self.endpoint.poll_output() {
                 progressed = true;
+                if self.hosted.owns(&output) {
+                    let mut lost = Vec::new();
+                    self.hosted.output(output, &mut lost);
+                    for conn in lost {
+                        self.endpoint.handle_connection_lost(
+                            conn,
+                            "retired by the transport",
+                            Instant::now(),
+                        );
+                    }
+                    continue;
+                }
                 match output {
                     ServerOutput::Transmit { conn, .. } => self.wake(conn),
                     ServerOutput::ReleaseCapacity {

@@ -10,6 +10,14 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// Serving transports listen on a port of their own.
+async fn bind_server(
+    addr: &str,
+    config: raft_grpc_transport_driver::Config,
+) -> std::io::Result<raft_grpc_transport_driver::GrpcTransport<Rt>> {
+    raft_grpc_transport_driver::GrpcTransport::bind(addr, config).await
+}
+
 include!("../suite.rs");
 
 /// TLS and mutual TLS (see `tls.rs`).
