@@ -324,6 +324,45 @@ fn start_rust_server_with(
     builder: raft_grpc_transport_smol::Builder,
 ) -> (GrpcTransport, async_channel::Receiver<String>) {
     let server = block_on(builder.bind()).expect("bind");
+    let transcript = record_exchanges(&server);
+    (server, transcript)
+}
+
+/// A Rust server with no listener of its own, its Raft service mounted on
+/// a tonic server (`raft-grpc-transport-tower` under hyper, on a tokio
+/// runtime of its own) while its consumer runs on smol, recording every
+/// exchange.
+fn start_rust_server_mounted_on_tonic() -> (GrpcTransport, async_channel::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = GrpcTransport::builder(addr, Config::default()).build();
+    let transcript = record_exchanges(&server);
+    let raft = raft_grpc_transport_tower::RaftService::new(&server);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let closed = raft.closed();
+            tonic::transport::Server::builder()
+                .add_service(raft)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    closed,
+                )
+                .await
+                .unwrap();
+        });
+    });
+    (server, transcript)
+}
+
+/// Answers `server`'s RPCs the reference way and records each exchange as
+/// a canonical line.
+fn record_exchanges(server: &GrpcTransport) -> async_channel::Receiver<String> {
     let header = RpcHeader::new(3, "rust-server", server.local_addr().to_owned());
     let consumer = server.consumer();
     let (lines, transcript) = async_channel::unbounded();
@@ -358,7 +397,7 @@ fn start_rust_server_with(
         }
     })
     .detach();
-    (server, transcript)
+    transcript
 }
 
 /// Up to `n` lines of the server's transcript: each waited for up to 10 s.
@@ -386,6 +425,26 @@ fn interop_go_client_to_rust_server_every_rpc_and_field() {
     }
     let (server, transcript) = start_rust_server();
     go_client_to_rust_server(&server, &transcript, &[]);
+}
+
+#[test]
+fn interop_go_client_to_rust_server_mounted_on_tonic_every_rpc_and_field() {
+    if !go_available("interop_go_client_to_rust_server_mounted_on_tonic_every_rpc_and_field") {
+        return;
+    }
+    let (server, transcript) = start_rust_server_mounted_on_tonic();
+    go_client_to_rust_server(&server, &transcript, &[]);
+    block_on(server.close());
+}
+
+#[test]
+fn interop_go_client_to_rust_server_mounted_on_tonic_oversized_message() {
+    if !go_available("interop_go_client_to_rust_server_mounted_on_tonic_oversized_message") {
+        return;
+    }
+    let (server, transcript) = start_rust_server_mounted_on_tonic();
+    go_client_oversized(&server, &transcript);
+    block_on(server.close());
 }
 
 /// `peer call … EXTRA…` against `server`: every RPC kind, the snapshot and
@@ -428,6 +487,13 @@ fn interop_go_client_to_rust_server_oversized_message() {
         return;
     }
     let (server, transcript) = start_rust_server();
+    go_client_oversized(&server, &transcript);
+}
+
+/// `peer call --oversized` against `server`: a 5 MiB AppendEntries is
+/// refused with `RESOURCE_EXHAUSTED` before the consumer sees it, and the
+/// next call is served.
+fn go_client_oversized(server: &GrpcTransport, transcript: &async_channel::Receiver<String>) {
     let peer = build_go_program("peer");
     let client = Program::spawn(Command::new(peer).args([
         "call",
@@ -445,7 +511,7 @@ fn interop_go_client_to_rust_server_oversized_message() {
     );
     // The server refused that one before the consumer saw it, and served
     // the next.
-    let ours = server_lines(&transcript, 2);
+    let ours = server_lines(transcript, 2);
     assert_eq!(ours.len(), 1, "{ours:?}");
     assert_same("after the refusal", &ours[0], &theirs[1]);
 }
