@@ -737,6 +737,7 @@ fn colour(system: &str) -> &'static str {
         "go-grpc" => "#1f77b4",
         "go-net" => "#17becf",
         "rust-tokio" => "#2ca02c",
+        "rust-tower" => "#8c564b",
         "rust-smol-tls" => "#e377c2",
         "tonic-tls" => "#bcbd22",
         _ => "#7f7f7f",

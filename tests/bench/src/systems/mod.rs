@@ -19,15 +19,17 @@ use crate::protocol::{ClientArgs, ClientReport, Scenario};
 pub mod rust_blocking;
 pub mod rust_smol;
 pub mod rust_tokio;
+pub mod rust_tower;
 pub mod tcp_floor;
 pub mod tonic_grpc;
 
 /// Every system, in report order: ours first, then the peers, the floor
 /// last. The `-tls` systems are the same over TLS (see [`tls`]).
-pub const SYSTEMS: [&str; 9] = [
+pub const SYSTEMS: [&str; 10] = [
     "rust-smol",
     "rust-blocking",
     "rust-tokio",
+    "rust-tower",
     "rust-smol-tls",
     "tonic",
     "tonic-tls",
@@ -72,7 +74,13 @@ pub fn runs(system: &str, scenario: Scenario) -> bool {
         Scenario::Unary | Scenario::Pipeline => true,
         Scenario::Snapshot => matches!(
             system,
-            "rust-smol" | "rust-blocking" | "rust-tokio" | "rust-smol-tls" | "go-grpc" | "go-net"
+            "rust-smol"
+                | "rust-blocking"
+                | "rust-tokio"
+                | "rust-tower"
+                | "rust-smol-tls"
+                | "go-grpc"
+                | "go-net"
         ),
         Scenario::HeartbeatIdle | Scenario::HeartbeatUnderSnapshot => matches!(
             system,
@@ -137,6 +145,7 @@ pub fn serve(system: &str, listen: &str) -> Result<(), String> {
         "rust-smol-tls" => rust_smol::serve(listen, true),
         "rust-blocking" => rust_blocking::serve(listen),
         "rust-tokio" => rust_tokio::serve(listen),
+        "rust-tower" => rust_tower::serve(listen),
         "tonic" => tonic_grpc::serve(listen, false),
         "tonic-tls" => tonic_grpc::serve(listen, true),
         "tcp-floor" => tcp_floor::serve(listen),
@@ -151,6 +160,8 @@ pub fn client(args: &ClientArgs) -> Result<ClientReport, String> {
         "rust-smol-tls" => rust_smol::client(args, true),
         "rust-blocking" => rust_blocking::client(args),
         "rust-tokio" => rust_tokio::client(args),
+        // Our smol client, against the service mounted on tonic.
+        "rust-tower" => rust_smol::client(args, false),
         "tonic" => tonic_grpc::client(args, false),
         "tonic-tls" => tonic_grpc::client(args, true),
         "tcp-floor" => tcp_floor::client(args),

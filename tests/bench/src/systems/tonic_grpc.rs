@@ -43,9 +43,9 @@ use pb::raft_transport_service_client::RaftTransportServiceClient;
 use pb::raft_transport_service_server::{RaftTransportService, RaftTransportServiceServer};
 
 const MAX_MESSAGE: usize = 4 << 20;
-const STREAM_WINDOW: u32 = 1 << 20;
-const CONNECTION_WINDOW: u32 = 16 << 20;
-const MAX_FRAME: u32 = 1 << 20;
+pub(super) const STREAM_WINDOW: u32 = 1 << 20;
+pub(super) const CONNECTION_WINDOW: u32 = 16 << 20;
+pub(super) const MAX_FRAME: u32 = 1 << 20;
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
