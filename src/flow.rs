@@ -4,8 +4,7 @@
 //! HTTP/2 receive windows from what the link carries, the way grpc-go does
 //! it. A fixed window caps a stream at one window per round trip: 1 MiB
 //! per 20 ms is 50 MB/s, however fast the link. So while data arrives, the
-//! receiver sends a PING (once a sixteenth of the window arrived since the
-//! last one) and counts the bytes that arrive until its answer:
+//! receiver sends a PING and counts the bytes that arrive until its answer:
 //! that count is what the link delivered in one round trip at the current
 //! window. When it fills most of the window (two thirds) and the measured
 //! bandwidth is the best seen, the window doubles past it — up to a cap,
@@ -21,13 +20,11 @@
 //!
 //! let t0 = Instant::now();
 //! let mut tuner = WindowTuner::new(1 << 20, 16 << 20);
-//! // A little data: not worth a PING yet.
-//! assert!(!tuner.on_data(1_024, t0));
-//! // 64 KiB arrived: measure (send a PING).
-//! assert!(tuner.on_data(63 * 1_024, t0));
+//! // Data arrives: measure (send a PING).
+//! assert!(tuner.on_data(16_384, t0));
 //! // A whole window arrives within the round trip: the link can do more.
 //! assert!(!tuner.on_data(1 << 20, t0 + Duration::from_millis(10)));
-//! assert_eq!(tuner.on_ping_ack(t0 + Duration::from_millis(20)), Some(2 * ((1 << 20) + 63 * 1_024)));
+//! assert_eq!(tuner.on_ping_ack(t0 + Duration::from_millis(20)), Some(2 * ((1 << 20) + 16_384)));
 //! ```
 
 use std::time::Instant;
@@ -38,11 +35,6 @@ const FILL: f64 = 0.66;
 const GROWTH: f64 = 2.0;
 /// Weight of a new round-trip sample once ten were taken.
 const RTT_WEIGHT: f64 = 0.9;
-/// A measurement starts once a window's sixteenth arrived since the last
-/// one ended: one PING per 64 KiB at most (at a 1 MiB window), where a
-/// PING on every request would double the frames of a connection that
-/// carries small ones, and a bulk transfer still starts one at once.
-const MEASURE_AFTER: u32 = 16;
 
 /// Sizes one connection's receive windows from a bandwidth-delay estimate.
 #[derive(Debug, Clone)]
@@ -53,9 +45,6 @@ pub struct WindowTuner {
     max: u32,
     /// Bytes arrived since the measuring PING was sent.
     sample: u64,
-    /// Bytes arrived since the last measurement ended, while none is in
-    /// flight.
-    unmeasured: u64,
     /// When the measuring PING went out, while it is in flight.
     sent_at: Option<Instant>,
     /// Smoothed round trip, seconds.
@@ -72,7 +61,6 @@ impl WindowTuner {
             window: initial,
             max: max.max(initial),
             sample: 0,
-            unmeasured: 0,
             sent_at: None,
             rtt: 0.0,
             samples: 0,
@@ -91,8 +79,8 @@ impl WindowTuner {
     }
 
     /// `bytes` of DATA arrived at `now`. Returns true when a PING must be
-    /// sent now to measure: none is in flight, the window may still grow,
-    /// and a sixteenth of the window arrived since the last measurement.
+    /// sent now to measure (none is in flight, and the window may still
+    /// grow).
     pub fn on_data(&mut self, bytes: usize, now: Instant) -> bool {
         if self.window >= self.max {
             return false;
@@ -101,19 +89,9 @@ impl WindowTuner {
             self.sample += bytes as u64;
             return false;
         }
-        self.unmeasured += bytes as u64;
-        if self.unmeasured < self.measure_after() {
-            return false;
-        }
-        self.unmeasured = 0;
         self.sample = bytes as u64;
         self.sent_at = Some(now);
         true
-    }
-
-    /// Bytes that start a measurement.
-    pub fn measure_after(&self) -> u64 {
-        u64::from(self.window / MEASURE_AFTER).max(1)
     }
 
     /// The measuring PING was answered at `now`. Returns the new window
@@ -158,8 +136,7 @@ mod tests {
         for round in 0..100 {
             // One round trip delivers what the window lets through.
             let delivered = (f64::from(tuner.window()) * 1.0).min(rate * rtt.as_secs_f64());
-            let start = tuner.measure_after() as usize;
-            assert!(tuner.on_data(start, now) || tuner.window() >= max);
+            assert!(tuner.on_data(1, now) || tuner.window() >= max);
             tuner.on_data(delivered as usize, now + rtt / 2);
             now += rtt;
             if tuner.on_ping_ack(now).is_none() {
@@ -195,10 +172,9 @@ mod tests {
     fn one_ping_at_a_time_and_none_at_the_cap() {
         let t0 = Instant::now();
         let mut tuner = WindowTuner::new(1 << 20, 1 << 20);
-        assert!(!tuner.on_data(1 << 20, t0), "already at the cap");
+        assert!(!tuner.on_data(100, t0), "already at the cap");
         let mut tuner = WindowTuner::new(1 << 20, 4 << 20);
-        assert!(!tuner.on_data(100, t0), "too little to measure");
-        assert!(tuner.on_data(64 << 10, t0));
+        assert!(tuner.on_data(100, t0));
         assert!(!tuner.on_data(100, t0), "one PING in flight");
         assert!(tuner.measuring());
         assert_eq!(tuner.on_ping_ack(t0), None);
