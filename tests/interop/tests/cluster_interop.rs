@@ -1,5 +1,5 @@
 //! A real hashicorp/raft cluster whose every RPC crosses our Rust relay
-//! (`adapters/smol/examples/relay.rs`: our gRPC server in, our gRPC client
+//! (`adapters/tower/examples/relay.rs`: our gRPC server in, our gRPC client
 //! out).
 //!
 //! The Go program `go/cmd/cluster` runs four hashicorp/raft nodes on the
@@ -14,7 +14,11 @@
 //! builds both programs, starts the relay, runs the cluster and checks each
 //! step's JSON line.
 //!
-//! A second test is the control: with the Go side leaving out the fields
+//! A second run hosts the relay's listening side on tonic's server (the
+//! relay's `--mount tonic`: our Raft service mounted through
+//! `raft-grpc-transport-tower`), the rest the same.
+//!
+//! The last test is the control: with the Go side leaving out the fields
 //! the Go library lacks (`-legacy-fields`), the same run must fail at the
 //! membership check, which shows the check can see a lost
 //! `snapshot_version`.
@@ -51,7 +55,7 @@ fn binaries() -> (PathBuf, PathBuf) {
     built
         .get_or_insert_with(|| {
             let start = Instant::now();
-            let relay = build_example("raft-grpc-transport-smol", "relay");
+            let relay = build_example("raft-grpc-transport-tower", "relay");
             let cluster = build_go_program("cluster");
             eprintln!("built relay and cluster in {:?}", start.elapsed());
             (relay, cluster)
@@ -60,12 +64,18 @@ fn binaries() -> (PathBuf, PathBuf) {
 }
 
 /// Starts the relay with one route per node, `127.0.0.1:0 → node`, and
-/// returns it with the bound route addresses, in the nodes' order.
-fn start_relay(relay: &PathBuf, nodes: &[SocketAddr]) -> (Program, Vec<String>) {
+/// `relay_extra` options; returns it with the bound route addresses, in the
+/// nodes' order.
+fn start_relay(
+    relay: &PathBuf,
+    nodes: &[SocketAddr],
+    relay_extra: &[&str],
+) -> (Program, Vec<String>) {
     let mut command = Command::new(relay);
     for node in nodes {
         command.arg("--route").arg(format!("127.0.0.1:0={node}"));
     }
+    command.args(relay_extra);
     // Forwarded calls give up no later than the Go transport's 5 s.
     command.args(["--rpc-timeout", "5"]);
     let mut program = Program::spawn(&mut command);
@@ -89,13 +99,14 @@ fn start_relay(relay: &PathBuf, nodes: &[SocketAddr]) -> (Program, Vec<String>) 
     (program, routes)
 }
 
-/// Builds everything, starts a relay for four nodes and runs the cluster
-/// program with `extra` flags; returns how it ended.
-fn run_cluster(extra: &[&str]) -> Finished {
+/// Builds everything, starts a relay for four nodes (with `relay_extra`
+/// options) and runs the cluster program with `extra` flags; returns how it
+/// ended.
+fn run_cluster(relay_extra: &[&str], extra: &[&str]) -> Finished {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (relay, cluster) = binaries();
     let nodes = free_loopback_addrs(4);
-    let (_relay, routes) = start_relay(&relay, &nodes);
+    let (_relay, routes) = start_relay(&relay, &nodes, relay_extra);
     let listen: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
     let finished = run_with_deadline(
         Command::new(&cluster)
@@ -145,7 +156,21 @@ fn interop_hashicorp_cluster_through_rust_relay() {
     if !go_available("interop_hashicorp_cluster_through_rust_relay") {
         return;
     }
-    let finished = run_cluster(&[]);
+    cluster_passes_every_step(&[]);
+}
+
+#[test]
+fn interop_hashicorp_cluster_through_rust_relay_mounted_on_tonic() {
+    if !go_available("interop_hashicorp_cluster_through_rust_relay_mounted_on_tonic") {
+        return;
+    }
+    cluster_passes_every_step(&["--mount", "tonic"]);
+}
+
+/// The whole scenario through a relay started with `relay_extra`: every
+/// step passes, the nodes advertise the relay, pre-vote is seen.
+fn cluster_passes_every_step(relay_extra: &[&str]) {
+    let finished = run_cluster(relay_extra, &[]);
     assert!(
         finished.success(),
         "the cluster scenario failed: {}",
@@ -179,7 +204,7 @@ fn interop_hashicorp_cluster_through_rust_relay_control_without_snapshot_version
     ) {
         return;
     }
-    let finished = run_cluster(&["-legacy-fields"]);
+    let finished = run_cluster(&[], &["-legacy-fields"]);
     assert_eq!(
         finished.status.and_then(|s| s.code()),
         Some(1),

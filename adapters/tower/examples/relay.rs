@@ -2,7 +2,7 @@
 //! Raft nodes and forwards every RPC it receives to another node, unchanged.
 //!
 //! ```text
-//! cargo run -p raft-grpc-transport-smol --example relay -- \
+//! cargo run -p raft-grpc-transport-tower --example relay -- \
 //!     --route 127.0.0.1:8001=127.0.0.1:7001 \
 //!     --route 127.0.0.1:8002=127.0.0.1:7002 \
 //!     --route 127.0.0.1:8003=127.0.0.1:7003
@@ -21,7 +21,10 @@
 //! # `relay --route LISTEN=TARGET [--route …] [options]`
 //!
 //! For each route it serves the Raft service on `LISTEN` (port 0 picks a
-//! free port) and forwards every RPC arriving there to `TARGET`. Once every
+//! free port) and forwards every RPC arriving there to `TARGET`: with the
+//! smol transport's own listener, or with `--mount tonic` on a tonic server
+//! (the Raft service of `raft-grpc-transport-tower` mounted on it, on a
+//! tokio thread of its own), the transport behind it the same. Once every
 //! route listens it prints one line per route on stdout, with the bound
 //! address:
 //!
@@ -78,10 +81,13 @@
 //!   unreachable `TARGET` again (calls in the meantime fail at once with
 //!   `UNAVAILABLE`); lower it when nodes restart often.
 //! * `--pipeline-window N` (64): appends in flight on an outgoing pipeline.
+//! * `--mount tonic`: serve each `LISTEN` with tonic's server instead of the
+//!   transport's own listener (`--mount own`, the default).
 //!
 //! `SECS` may have a fraction (`0.5`). Everything runs under
 //! `futures_lite::future::block_on`; the transport's own tasks run on smol's
-//! global executor.
+//! global executor, and with `--mount tonic` each route's tonic server runs
+//! on a current-thread tokio runtime of its own.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -99,10 +105,12 @@ const USAGE: &str = "\
 usage:
   relay --route LISTEN=TARGET [--route LISTEN=TARGET ...]
         [--rpc-timeout SECS] [--connect-timeout SECS] [--backoff-max SECS]
-        [--pipeline-window N]
+        [--pipeline-window N] [--mount own|tonic]
 
-Serves the Raft gRPC service on each LISTEN and forwards every RPC to its
-TARGET unchanged (headers included), returning TARGET's answer or error.
+Serves the Raft gRPC service on each LISTEN (on the transport's own
+listener, or mounted on a tonic server with `--mount tonic`) and forwards
+every RPC to its TARGET unchanged (headers included), returning TARGET's
+answer or error.
 Prints `relay LISTEN -> TARGET` per route once listening (the bound address
 when LISTEN has port 0), then relays until killed. Exit code 2 on a usage
 error, 1 when a LISTEN cannot be bound.";
@@ -126,7 +134,13 @@ fn main() -> ExitCode {
 async fn run(options: Options) -> ExitCode {
     let mut relays = Vec::new();
     for route in &options.routes {
-        match Relay::start(&route.listen, &route.target, options.config.clone()).await {
+        let started = Relay::start(
+            &route.listen,
+            &route.target,
+            options.config.clone(),
+            options.mount,
+        );
+        match started.await {
             Ok(relay) => relays.push(relay),
             Err(e) => {
                 eprintln!("relay: cannot listen on {}: {e}", route.listen);
@@ -157,8 +171,16 @@ struct Relay {
 
 impl Relay {
     /// Binds `listen` and starts forwarding what arrives there to `target`.
-    async fn start(listen: &str, target: &str, config: Config) -> std::io::Result<Relay> {
-        let transport = GrpcTransport::bind(listen, config).await?;
+    async fn start(
+        listen: &str,
+        target: &str,
+        config: Config,
+        mount: Mount,
+    ) -> std::io::Result<Relay> {
+        let transport = match mount {
+            Mount::Own => GrpcTransport::bind(listen, config).await?,
+            Mount::Tonic => mount_on_tonic(listen, config)?,
+        };
         let target: Arc<str> = Arc::from(target);
         // Each pipeline stream is handed over as it opens; the handler only
         // passes it on (it must not block, and must not hold the transport).
@@ -185,6 +207,41 @@ impl Relay {
     async fn close(&self) {
         self.transport.close().await;
     }
+}
+
+/// A transport that listens on nothing itself, its Raft service mounted on
+/// a tonic server bound to `listen`, which stops when the transport closes.
+fn mount_on_tonic(listen: &str, config: Config) -> std::io::Result<GrpcTransport> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?.to_string();
+    let transport = GrpcTransport::builder(addr.clone(), config).build();
+    let raft = raft_grpc_transport_tower::RaftService::new(&transport);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let served = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true));
+                    let closed = raft.closed();
+                    tonic::transport::Server::builder()
+                        .add_service(raft)
+                        .serve_with_incoming_shutdown(incoming, closed)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = served {
+                eprintln!("relay: the tonic server on {addr} stopped: {e}");
+                std::process::exit(1);
+            }
+        });
+    });
+    Ok(transport)
 }
 
 /// A route's dispatcher: every RPC and every pipeline stream gets its own
@@ -329,9 +386,19 @@ struct Route {
     target: String,
 }
 
+/// What serves each route's `LISTEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mount {
+    /// The transport's own listener.
+    Own,
+    /// A tonic server with the Raft service mounted on it.
+    Tonic,
+}
+
 struct Options {
     routes: Vec<Route>,
     config: Config,
+    mount: Mount,
 }
 
 fn seconds(name: &str, value: &str) -> Result<Duration, String> {
@@ -350,6 +417,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }
     let mut routes = Vec::new();
     let mut config = Config::default();
+    let mut mount = Mount::Own;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         // `--name value` or `--name=value`.
@@ -364,6 +432,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 | "--connect-timeout"
                 | "--backoff-max"
                 | "--pipeline-window"
+                | "--mount"
         ) {
             return Err(format!("unexpected argument `{arg}`"));
         }
@@ -389,6 +458,13 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "--rpc-timeout" => config.rpc_timeout = seconds(name, value)?,
             "--connect-timeout" => config.connect_timeout = seconds(name, value)?,
             "--backoff-max" => config.backoff.max = seconds(name, value)?,
+            "--mount" => {
+                mount = match value {
+                    "own" => Mount::Own,
+                    "tonic" => Mount::Tonic,
+                    _ => return Err(format!("`--mount` wants `own` or `tonic`, not `{value}`")),
+                };
+            }
             _ => {
                 config.pipeline_window =
                     value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -400,5 +476,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     if routes.is_empty() {
         return Err("at least one `--route LISTEN=TARGET` is needed".into());
     }
-    Ok(Some(Options { routes, config }))
+    Ok(Some(Options {
+        routes,
+        config,
+        mount,
+    }))
 }

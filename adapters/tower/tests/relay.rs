@@ -9,11 +9,11 @@
 //! passes while a snapshot is stuck at the target; RPCs run concurrently;
 //! a target that is down gives UNAVAILABLE at once for every kind; an error
 //! status of the target reaches the caller with its code and message; and
-//! usage errors exit 2.
+//! usage errors exit 2. The first four and the error status run a second
+//! time with the relay's listening side mounted on tonic (`--mount tonic`).
 //!
-//! As in `node_cli.rs`, the test builds the example itself (once, with the
-//! cargo that runs it), because `cargo test --test relay` does not build
-//! examples.
+//! The test builds the example itself (once, with the cargo that runs it),
+//! because `cargo test --test relay` does not build examples.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -416,10 +416,19 @@ async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T
 
 #[test]
 fn every_rpc_kind_passes_with_every_field_intact_on_two_routes() {
+    every_rpc_kind_passes_with_every_field_intact_on_two_routes_with(&[]);
+}
+
+#[test]
+fn every_rpc_kind_passes_with_every_field_intact_on_two_routes_mounted_on_tonic() {
+    every_rpc_kind_passes_with_every_field_intact_on_two_routes_with(&["--mount", "tonic"]);
+}
+
+fn every_rpc_kind_passes_with_every_field_intact_on_two_routes_with(mount: &[&str]) {
     block_on(async {
         let a = Target::start("target-a", Behaviour::Answer).await;
         let b = Target::start("target-b", Behaviour::Answer).await;
-        let relay = RelayProcess::start(&[a.addr(), b.addr()], &[]);
+        let relay = RelayProcess::start(&[a.addr(), b.addr()], mount);
         let client = client();
 
         for (target, via) in [(&a, &relay.listen[0]), (&b, &relay.listen[1])] {
@@ -492,9 +501,18 @@ fn every_rpc_kind_passes_with_every_field_intact_on_two_routes() {
 
 #[test]
 fn a_pipeline_of_1000_appends_arrives_in_order_on_one_stream() {
+    a_pipeline_of_1000_appends_arrives_in_order_on_one_stream_with(&[]);
+}
+
+#[test]
+fn a_pipeline_of_1000_appends_arrives_in_order_on_one_stream_mounted_on_tonic() {
+    a_pipeline_of_1000_appends_arrives_in_order_on_one_stream_with(&["--mount", "tonic"]);
+}
+
+fn a_pipeline_of_1000_appends_arrives_in_order_on_one_stream_with(mount: &[&str]) {
     block_on(async {
         let target = Target::start("target", Behaviour::Answer).await;
-        let relay = RelayProcess::start(&[target.addr()], &[]);
+        let relay = RelayProcess::start(&[target.addr()], mount);
         let client = client();
         let pipeline = client
             .append_entries_pipeline(&relay.listen[0])
@@ -535,9 +553,18 @@ fn a_pipeline_of_1000_appends_arrives_in_order_on_one_stream() {
 
 #[test]
 fn a_64_mib_snapshot_streams_through_intact_in_bounded_memory() {
+    a_64_mib_snapshot_streams_through_intact_in_bounded_memory_with(&[]);
+}
+
+#[test]
+fn a_64_mib_snapshot_streams_through_intact_in_bounded_memory_mounted_on_tonic() {
+    a_64_mib_snapshot_streams_through_intact_in_bounded_memory_with(&["--mount", "tonic"]);
+}
+
+fn a_64_mib_snapshot_streams_through_intact_in_bounded_memory_with(mount: &[&str]) {
     block_on(async {
         let target = Target::start("target", Behaviour::Answer).await;
-        let relay = RelayProcess::start(&[target.addr()], &[]);
+        let relay = RelayProcess::start(&[target.addr()], mount);
         let client = client();
         let via = &relay.listen[0];
         // Warm up the connections, so that the baseline includes them.
@@ -576,10 +603,19 @@ fn a_64_mib_snapshot_streams_through_intact_in_bounded_memory() {
 
 #[test]
 fn heartbeats_pass_while_a_snapshot_is_stuck_at_the_target() {
+    heartbeats_pass_while_a_snapshot_is_stuck_at_the_target_with(&[]);
+}
+
+#[test]
+fn heartbeats_pass_while_a_snapshot_is_stuck_at_the_target_mounted_on_tonic() {
+    heartbeats_pass_while_a_snapshot_is_stuck_at_the_target_with(&["--mount", "tonic"]);
+}
+
+fn heartbeats_pass_while_a_snapshot_is_stuck_at_the_target_with(mount: &[&str]) {
     block_on(async {
         let (release, gate) = async_channel::bounded::<()>(1);
         let target = Target::start("target", Behaviour::HoldSnapshots(gate)).await;
-        let relay = RelayProcess::start(&[target.addr()], &[]);
+        let relay = RelayProcess::start(&[target.addr()], mount);
         let client = client();
         let via = relay.listen[0].clone();
         let size = 32 << 20;
@@ -705,10 +741,19 @@ fn a_target_that_is_down_gives_unavailable_at_once() {
 
 #[test]
 fn an_error_status_of_the_target_reaches_the_caller() {
+    an_error_status_of_the_target_reaches_the_caller_with(&[]);
+}
+
+#[test]
+fn an_error_status_of_the_target_reaches_the_caller_mounted_on_tonic() {
+    an_error_status_of_the_target_reaches_the_caller_with(&["--mount", "tonic"]);
+}
+
+fn an_error_status_of_the_target_reaches_the_caller_with(mount: &[&str]) {
     block_on(async {
         let code = Code::FailedPrecondition;
         let target = Target::start("target", Behaviour::Fail(code)).await;
-        let relay = RelayProcess::start(&[target.addr()], &[]);
+        let relay = RelayProcess::start(&[target.addr()], mount);
         let client = client();
         let via = &relay.listen[0];
         let check = |what: &str, result: Result<(), TransportError>| {
@@ -763,6 +808,7 @@ fn usage_errors_exit_2() {
             "soon",
         ],
         &["--route", "127.0.0.1:0=127.0.0.1:1", "--bogus", "1"],
+        &["--route", "127.0.0.1:0=127.0.0.1:1", "--mount", "hyper"],
     ] {
         let output = Command::new(relay_binary())
             .args(args)
