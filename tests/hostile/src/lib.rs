@@ -219,6 +219,16 @@ struct Shared {
     changed: Condvar,
     closed: AtomicBool,
     frames_in: AtomicU64,
+    /// How the server ended the connection, as far as it was seen: its
+    /// GOAWAY (error code, debug data) and the read that ended.
+    ending: Mutex<Ending>,
+}
+
+/// What was seen of the end of a connection.
+#[derive(Debug, Default)]
+struct Ending {
+    goaway: Option<(u32, String)>,
+    read_error: Option<String>,
 }
 
 /// A raw HTTP/2 client connection.
@@ -254,15 +264,18 @@ impl RawConn {
         from: Option<IpAddr>,
         pairs: &[(u16, u32)],
     ) -> std::io::Result<RawConn> {
-        let stream = Self::tcp(addr, from)?;
-        let mut conn = RawConn::over(stream, true)?;
+        let mut stream = Self::tcp(addr, from)?;
+        // The preface goes out before the reader starts: the reader
+        // acknowledges the server's SETTINGS, and an acknowledgement ahead
+        // of the preface is a protocol error that fails the handshake.
         let mut hello = PREFACE.to_vec();
         hello.extend_from_slice(&settings(pairs));
-        conn.write(&hello)?;
-        Ok(conn)
+        stream.write_all(&hello)?;
+        RawConn::over(stream, true)
     }
 
-    /// Reads frames from `stream` (acknowledging SETTINGS when `ack`).
+    /// Reads frames from `stream` (acknowledging SETTINGS when `ack`: only
+    /// once the preface was sent, or the server sees a protocol error).
     pub fn over(stream: TcpStream, ack: bool) -> std::io::Result<RawConn> {
         let writer = Arc::new(Mutex::new(stream.try_clone()?));
         let shared = Arc::new(Shared {
@@ -274,6 +287,7 @@ impl RawConn {
             changed: Condvar::new(),
             closed: AtomicBool::new(false),
             frames_in: AtomicU64::new(0),
+            ending: Mutex::new(Ending::default()),
         });
         let (tx, frames) = channel();
         let reader = {
@@ -289,10 +303,29 @@ impl RawConn {
         })
     }
 
-    /// Writes raw bytes.
+    /// Writes raw bytes. A failed write says what was seen of the
+    /// connection's end (the server's GOAWAY, how reading ended).
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let mut writer = self.writer.lock().unwrap();
-        writer.write_all(bytes)
+        writer
+            .write_all(bytes)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{e}; {}", self.how_it_ended())))
+    }
+
+    /// What was seen of the end of the connection so far: the server's
+    /// GOAWAY (error code and debug data) and how reading ended.
+    pub fn how_it_ended(&self) -> String {
+        let ending = self.shared.ending.lock().unwrap();
+        let goaway = match &ending.goaway {
+            Some((code, debug)) => format!("GOAWAY {code} {debug:?}"),
+            None => "no GOAWAY".to_owned(),
+        };
+        let read = match &ending.read_error {
+            Some(e) => format!("reading ended: {e}"),
+            None if self.is_closed() => "reading ended".to_owned(),
+            None => "still reading".to_owned(),
+        };
+        format!("{goaway}, {read}, {} frames read", self.frames_in())
     }
 
     /// A new client stream identifier.
@@ -430,12 +463,14 @@ fn read_frames(
     // A header block not ended yet: its HEADERS frame and the bytes so far.
     let mut partial: Option<(Frame, Vec<u8>)> = None;
     loop {
-        if stream.read_exact(&mut header).is_err() {
+        if let Err(e) = stream.read_exact(&mut header) {
+            shared.ending.lock().unwrap().read_error = Some(e.to_string());
             break;
         }
         let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
         let mut payload = vec![0u8; len];
-        if stream.read_exact(&mut payload).is_err() {
+        if let Err(e) = stream.read_exact(&mut payload) {
+            shared.ending.lock().unwrap().read_error = Some(e.to_string());
             break;
         }
         let mut frame = Frame {
@@ -498,6 +533,11 @@ fn read_frames(
                         &[],
                     ));
                 }
+            }
+            kind::GOAWAY if frame.payload.len() >= 8 => {
+                let code = u32::from_be_bytes(frame.payload[4..8].try_into().unwrap());
+                let debug = String::from_utf8_lossy(&frame.payload[8..]).into_owned();
+                shared.ending.lock().unwrap().goaway = Some((code, debug));
             }
             kind::WINDOW_UPDATE if frame.payload.len() == 4 => {
                 let bytes: [u8; 4] = frame.payload[..4].try_into().unwrap();

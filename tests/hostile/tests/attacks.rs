@@ -419,10 +419,11 @@ fn silent_connections_and_bytes_that_are_not_http2() {
         &args,
         16 * MIB,
         |addr| {
+            let start = Instant::now();
             let silent: Vec<RawConn> = (0..30)
-                .map(|_| RawConn::over(RawConn::tcp(addr, ATTACKER).unwrap(), true).unwrap())
+                .map(|_| RawConn::over(RawConn::tcp(addr, ATTACKER).unwrap(), false).unwrap())
                 .collect();
-            let mut http1 = RawConn::over(RawConn::tcp(addr, ATTACKER).unwrap(), true).unwrap();
+            let mut http1 = RawConn::over(RawConn::tcp(addr, ATTACKER).unwrap(), false).unwrap();
             http1
                 .write(b"GET / HTTP/1.1\r\nHost: target\r\n\r\n")
                 .unwrap();
@@ -430,12 +431,18 @@ fn silent_connections_and_bytes_that_are_not_http2() {
                 http1.wait_closed(Duration::from_secs(3)),
                 "HTTP/1.1 kept open"
             );
+            assert!(
+                silent.iter().all(|conn| !conn.is_closed()),
+                "a silent connection closed before its handshake timeout"
+            );
             for conn in &silent {
                 assert!(
                     conn.wait_closed(Duration::from_secs(5)),
                     "a silent connection kept open"
                 );
             }
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(900), "closed after {took:?}");
         },
     );
 }
