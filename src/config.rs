@@ -16,6 +16,7 @@ use crate::framing::{DEFAULT_MAX_MESSAGE_LEN, DEFAULT_ZERO_COPY_MIN};
 use crate::http2::Http2Settings;
 use crate::pipeline::DEFAULT_MAX_IN_FLIGHT;
 use crate::pool::{Backoff, PoolConfig};
+use crate::profile::WireProfile;
 use crate::server::{ServerConfig, WindowConfig};
 use crate::snapshot::{DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT_SCALE};
 
@@ -150,6 +151,10 @@ pub struct Config {
     pub max_buffered_per_connection: usize,
     /// Seed of the backoff jitter.
     pub seed: u64,
+    /// The field numbering of the Raft requests, sent and received (default
+    /// [`WireProfile::V0_2`], the Go library v0.2.0 and later; see
+    /// [`crate::profile`]).
+    pub wire_profile: WireProfile,
 }
 
 impl Default for Config {
@@ -183,6 +188,7 @@ impl Default for Config {
             request_data_timeout: Some(Duration::from_secs(30)),
             max_buffered_per_connection: 32 << 20,
             seed: 0x5eed,
+            wire_profile: WireProfile::V0_2,
         }
     }
 }
@@ -216,6 +222,7 @@ setters!(Config {
     with_request_data_timeout => request_data_timeout: Option<Duration>,
     with_max_buffered_per_connection => max_buffered_per_connection: usize,
     with_seed => seed: u64,
+    with_wire_profile => wire_profile: WireProfile,
 });
 
 impl Config {
@@ -241,6 +248,7 @@ impl Config {
                 timeout: self.keepalive_timeout,
             },
             https: false,
+            wire_profile: self.wire_profile,
         }
     }
 
@@ -252,6 +260,7 @@ impl Config {
                 max_response_len: self.max_send_message_len,
                 snapshot_stall_timeout: Some(self.snapshot_stall_timeout * 2),
                 max_unsent_response: self.max_unsent_response,
+                wire_profile: self.wire_profile,
             },
             consumer_queue: self.consumer_queue.max(1),
             snapshot_buffer: self.snapshot_buffer.max(1),

@@ -4,15 +4,17 @@
 //! outgoing call of a [`ClientEndpoint`](crate::client::ClientEndpoint)
 //! and of every transport built on it: the local transport was closed
 //! ([`Shutdown`](TransportError::Shutdown)), the pipeline was closed
-//! ([`PipelineShutdown`](TransportError::PipelineShutdown)), or the call
+//! ([`PipelineShutdown`](TransportError::PipelineShutdown)), the call
 //! failed with a gRPC [`Status`] (the peer's answer, the network, a
-//! deadline). Outcomes are decided by the endpoint that knows why a call
+//! deadline), or the peer's wire profile has no such call
+//! ([`PreVoteUnsupported`](TransportError::PreVoteUnsupported)). Outcomes are decided by the endpoint that knows why a call
 //! ended, never recovered from a status by comparing messages.
 //!
 //! It also owns the one status a server answers with when it shuts down
 //! ([`shutdown_status`]), so that every answer of a closing node says the
 //! same thing.
 
+use crate::profile::WireProfile;
 use crate::status::{Code, Status};
 
 /// The message of every "transport shut down" answer and error.
@@ -45,6 +47,13 @@ pub enum TransportError {
     /// the network or a deadline did to the call.
     #[error("{0}")]
     Status(Status),
+    /// A RequestPreVote under a wire profile that has no such method (the
+    /// Go library's v0.1.0): it was not sent. Its status is
+    /// `UNIMPLEMENTED`, what such a peer answers, and its message contains
+    /// hashicorp/raft's "unexpected command", on which hashicorp/raft
+    /// counts the pre-vote as granted and goes on with the election.
+    #[error("pre-vote not supported by this peer (wire profile {0}): unexpected command")]
+    PreVoteUnsupported(WireProfile),
 }
 
 impl TransportError {
@@ -57,6 +66,9 @@ impl TransportError {
             TransportError::PipelineShutdown => {
                 Status::new(Code::Unavailable, PIPELINE_SHUTDOWN_MESSAGE)
             }
+            TransportError::PreVoteUnsupported(_) => {
+                Status::new(Code::Unimplemented, self.to_string())
+            }
         }
     }
 
@@ -64,6 +76,7 @@ impl TransportError {
     pub fn code(&self) -> Code {
         match self {
             TransportError::Status(status) => status.code(),
+            TransportError::PreVoteUnsupported(_) => Code::Unimplemented,
             _ => Code::Unavailable,
         }
     }

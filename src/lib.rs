@@ -39,9 +39,11 @@
 //!   connection slots, lanes and backoff; the pipeline window; snapshot
 //!   stream progress, size-scaled deadlines and stall detection; which
 //!   AppendEntries are heartbeats;
-//! * [`message`], [`wire`], [`framing`]: the Raft messages, the generated
-//!   protobuf types of `proto/raft/v1/raft.proto`, the gRPC length-prefixed
-//!   encoder (zero-copy for large payloads) and incremental decoder;
+//! * [`message`], [`wire`], [`framing`], [`profile`]: the Raft messages, the
+//!   generated protobuf types of `proto/raft/v1/raft.proto`, the gRPC
+//!   length-prefixed encoder (zero-copy for large payloads) and incremental
+//!   decoder, and the two field numberings ([`WireProfile`]: the Go
+//!   library's v0.2.0 and later, the default, and its v0.1.0);
 //! * [`status`], [`head`], [`timeout`], [`metadata`], [`http2`]: gRPC
 //!   statuses and trailers, request and response heads and method routing,
 //!   `grpc-timeout`, binary metadata, HTTP/2 error codes and settings;
@@ -260,6 +262,7 @@ pub mod message;
 pub mod metadata;
 pub mod pipeline;
 pub mod pool;
+pub mod profile;
 pub mod reference;
 pub mod server;
 pub mod snapshot;
@@ -271,4 +274,5 @@ pub use error::TransportError;
 pub use framing::{EncodedMessage, MessageDecoder, MessageEncoder};
 pub use head::RpcMethod;
 pub use message::RaftMessage;
+pub use profile::WireProfile;
 pub use status::{Code, Status};

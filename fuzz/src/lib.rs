@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use raft_grpc_transport::WireProfile;
 use raft_grpc_transport::call::{
     ClientCall, ClientEvent, ClientTransmit, ServerCall, ServerCallConfig, ServerEvent,
     ServerTransmit,
@@ -165,23 +166,53 @@ fn round_trip<M: RaftMessage>(body: &[u8], seed: u8) {
     assert_eq!(framed.len(), 5 + message.encoded_len());
 }
 
+/// As [`round_trip`], under the v0.1 wire profile: whole and split decodes
+/// agree, and what decodes re-encodes (to the length announced) into
+/// something that decodes to the same message.
+fn round_trip_v0_1<M: RaftMessage>(body: &[u8], seed: u8) {
+    let profile = WireProfile::V0_1;
+    let whole = M::decode_with(profile, Bytes::copy_from_slice(body));
+    let split = M::decode_with(profile, split_body(body, seed));
+    assert_eq!(whole, split, "a split body decodes differently under v0.1");
+    let Ok(message) = whole else {
+        return;
+    };
+    let ours = message.encode_to_bytes_with(profile);
+    assert_eq!(ours.len(), message.encoded_len_with(profile));
+    let again = M::decode_with(profile, ours).expect("our own v0.1 encoding decodes");
+    assert_eq!(again, message);
+    let framed = MessageEncoder::new(usize::MAX, 8)
+        .with_profile(profile)
+        .encode(&message)
+        .expect("no limit");
+    assert_eq!(framed.len(), 5 + message.encoded_len_with(profile));
+}
+
 /// Each message decoder. The first byte picks the message type (its
 /// remainder by 11) and how the body is split for the piecewise decode
-/// (the rest of it); the rest is the protobuf body.
+/// (the rest of it); the rest is the protobuf body. The requests the v0.1
+/// wire profile numbers differently are decoded under both profiles.
 pub fn message_decode(data: &[u8]) {
     let [kind, body @ ..] = data else {
         return;
     };
     let seed = kind / 11;
     match kind % 11 {
-        0 => round_trip::<AppendEntriesRequest>(body, seed),
+        0 => {
+            round_trip::<AppendEntriesRequest>(body, seed);
+            round_trip_v0_1::<AppendEntriesRequest>(body, seed);
+        }
         1 => round_trip::<AppendEntriesResponse>(body, seed),
-        2 => round_trip::<RequestVoteRequest>(body, seed),
+        2 => {
+            round_trip::<RequestVoteRequest>(body, seed);
+            round_trip_v0_1::<RequestVoteRequest>(body, seed);
+        }
         3 => round_trip::<RequestVoteResponse>(body, seed),
         4 => round_trip::<RequestPreVoteRequest>(body, seed),
         5 => round_trip::<RequestPreVoteResponse>(body, seed),
         6 => {
             round_trip::<InstallSnapshotRequest>(body, seed);
+            round_trip_v0_1::<InstallSnapshotRequest>(body, seed);
             if let Ok(wire) =
                 <raft_grpc_transport::wire::InstallSnapshotRequest as prost::Message>::decode(body)
             {
@@ -191,7 +222,10 @@ pub fn message_decode(data: &[u8]) {
                 }
             }
         }
-        7 => round_trip::<SnapshotChunk>(body, seed),
+        7 => {
+            round_trip::<SnapshotChunk>(body, seed);
+            round_trip_v0_1::<SnapshotChunk>(body, seed);
+        }
         8 => round_trip::<InstallSnapshotResponse>(body, seed),
         9 => round_trip::<TimeoutNowRequest>(body, seed),
         _ => round_trip::<TimeoutNowResponse>(body, seed),

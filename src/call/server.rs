@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
-use prost::Message as _;
 
 use super::SendQueue;
 use crate::framing::{MessageBody, MessageDecoder, MessageEncoder};
@@ -23,9 +22,9 @@ use crate::head::{RequestRejection, RpcMethod, response_head, trailers_only, val
 use crate::message::{
     InstallSnapshotRequest, RaftMessage, RaftRequest, RaftResponse, SnapshotChunk,
 };
+use crate::profile::WireProfile;
 use crate::snapshot::{SnapshotReceiver, StallDetector};
 use crate::status::{Code, Status};
-use crate::wire;
 
 /// Limits of a server call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +43,10 @@ pub struct ServerCallConfig {
     /// client that does not read its answers is held back by HTTP/2 flow
     /// control instead of making the server queue them without bound.
     pub max_unsent_response: usize,
+    /// The numbering requests arrive in (default [`WireProfile::V0_2`]).
+    /// Responses are numbered alike under every profile; RequestPreVote,
+    /// which v0.1 lacks, is served under both.
+    pub wire_profile: WireProfile,
 }
 
 crate::config::setters!(ServerCallConfig {
@@ -51,6 +54,7 @@ crate::config::setters!(ServerCallConfig {
     with_max_response_len => max_response_len: usize,
     with_snapshot_stall_timeout => snapshot_stall_timeout: Option<Duration>,
     with_max_unsent_response => max_unsent_response: usize,
+    with_wire_profile => wire_profile: WireProfile,
 });
 
 impl Default for ServerCallConfig {
@@ -193,7 +197,8 @@ impl ServerCall {
             method: Some(accepted.method),
             deadline: accepted.timeout.and_then(|t| now.checked_add(t)),
             decoder: MessageDecoder::new(config.max_request_len),
-            encoder: MessageEncoder::new(config.max_response_len, usize::MAX),
+            encoder: MessageEncoder::new(config.max_response_len, usize::MAX)
+                .with_profile(config.wire_profile),
             max_unsent: config.max_unsent_response.max(1),
             phase: Phase::Open,
             received: 0,
@@ -351,6 +356,8 @@ impl ServerCall {
         let Some(method) = self.method else {
             return Ok(());
         };
+        // The profile numbers the request messages (see crate::profile).
+        let profile = self.encoder.profile();
         let event = match method {
             RpcMethod::AppendEntries
             | RpcMethod::RequestVote
@@ -361,11 +368,11 @@ impl ServerCall {
                 return Err(unary_again());
             }
             RpcMethod::AppendEntries | RpcMethod::AppendEntriesPipeline => {
-                RaftRequest::AppendEntries(decode(body)?)
+                RaftRequest::AppendEntries(decode(profile, body)?)
             }
-            RpcMethod::RequestVote => RaftRequest::RequestVote(decode(body)?),
-            RpcMethod::RequestPreVote => RaftRequest::RequestPreVote(decode(body)?),
-            RpcMethod::TimeoutNow => RaftRequest::TimeoutNow(decode(body)?),
+            RpcMethod::RequestVote => RaftRequest::RequestVote(decode(profile, body)?),
+            RpcMethod::RequestPreVote => RaftRequest::RequestPreVote(decode(profile, body)?),
+            RpcMethod::TimeoutNow => RaftRequest::TimeoutNow(decode(profile, body)?),
             RpcMethod::InstallSnapshot => return self.handle_snapshot_message(body, now),
         };
         self.events.push_back(ServerEvent::Request(event));
@@ -373,23 +380,18 @@ impl ServerCall {
     }
 
     fn handle_snapshot_message(&mut self, body: MessageBody, now: Instant) -> Result<(), Status> {
+        // The profile numbers the request messages (see crate::profile).
+        let profile = self.encoder.profile();
         let chunk = match &mut self.snapshot {
             None => {
-                let wire = wire::InstallSnapshotRequest::decode(body).map_err(|source| {
-                    crate::message::DecodeError::Protobuf {
-                        message: "InstallSnapshotRequest",
-                        source,
-                    }
-                    .status()
-                })?;
-                let (meta, chunk) =
-                    InstallSnapshotRequest::from_first_message(wire).map_err(|e| e.status())?;
+                let (meta, chunk) = InstallSnapshotRequest::decode_first_message(profile, body)
+                    .map_err(|e| e.status())?;
                 self.snapshot = Some(SnapshotReceiver::new(meta.size, now));
                 self.events
                     .push_back(ServerEvent::Request(RaftRequest::InstallSnapshot(meta)));
                 chunk
             }
-            Some(_) => decode::<SnapshotChunk>(body)?,
+            Some(_) => decode::<SnapshotChunk>(profile, body)?,
         };
         let Some(receiver) = &mut self.snapshot else {
             return Ok(());
@@ -639,18 +641,21 @@ impl ServerCall {
     }
 }
 
-fn decode<M: RaftMessage>(body: MessageBody) -> Result<M, Status> {
-    M::decode(body).map_err(|e| e.status())
+fn decode<M: RaftMessage>(profile: WireProfile, body: MessageBody) -> Result<M, Status> {
+    M::decode_with(profile, body).map_err(|e| e.status())
 }
 
 #[cfg(test)]
 mod tests {
     use http::uri::Authority;
 
+    use prost::Message as _;
+
     use super::*;
     use crate::head::RequestHead;
     use crate::message::*;
     use crate::snapshot::SnapshotSender;
+    use crate::wire;
 
     fn call(method: RpcMethod, timeout: Option<Duration>, now: Instant) -> ServerCall {
         let head = RequestHead {
@@ -971,6 +976,51 @@ mod tests {
         assert_eq!(ev[1], ServerEvent::SnapshotData(Bytes::from_static(b"abc")));
         assert_eq!(ev[2], ServerEvent::SnapshotData(Bytes::from_static(b"de")));
         assert_eq!(ev[3], ServerEvent::SnapshotEnd);
+    }
+
+    #[test]
+    fn v0_1_snapshot_stream_is_read_in_v0_1_numbering() {
+        let now = Instant::now();
+        let head = RequestHead {
+            method: RpcMethod::InstallSnapshot,
+            authority: Authority::from_static("me"),
+            timeout: None,
+            https: false,
+            metadata: http::HeaderMap::new(),
+        };
+        let (parts, ()) = head.to_request().into_parts();
+        let config = ServerCallConfig::default().with_wire_profile(WireProfile::V0_1);
+        let mut c = ServerCall::new(&parts, config, now).unwrap();
+        let encoder = MessageEncoder::new(usize::MAX, usize::MAX).with_profile(WireProfile::V0_1);
+        let meta = InstallSnapshotRequest {
+            term: 9,
+            last_log_index: 40,
+            last_log_term: 8,
+            peers: Bytes::from_static(b"p"),
+            configuration: Bytes::from_static(b"c"),
+            configuration_index: 39,
+            size: 5,
+            ..Default::default()
+        };
+        c.handle_data(encoder.encode(&meta).unwrap().to_bytes(), now);
+        for data in [&b"abc"[..], &b"de"[..]] {
+            let chunk = SnapshotChunk {
+                data: Bytes::copy_from_slice(data),
+                data_crc32c: Some(1),
+            };
+            c.handle_data(encoder.encode(&chunk).unwrap().to_bytes(), now);
+        }
+        c.handle_end_of_stream(now);
+        let ev = events(&mut c);
+        assert_eq!(
+            ev[..4],
+            [
+                ServerEvent::Request(RaftRequest::InstallSnapshot(meta)),
+                ServerEvent::SnapshotData(Bytes::from_static(b"abc")),
+                ServerEvent::SnapshotData(Bytes::from_static(b"de")),
+                ServerEvent::SnapshotEnd,
+            ]
+        );
     }
 
     #[test]

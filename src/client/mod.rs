@@ -82,6 +82,7 @@ use crate::message::{
 };
 use crate::pipeline::{PipelineError, PipelineWindow};
 use crate::pool::{ConnId, Lane, PeerPool, Pick, PoolConfig, PoolEvent};
+use crate::profile::WireProfile;
 use crate::snapshot::{SnapshotProgress, SnapshotSender, StallDetector, snapshot_timeout};
 use crate::status::{Code, Status};
 use keepalive::{Liveness, LivenessAction};
@@ -123,6 +124,10 @@ pub struct ClientConfig {
     /// The driver runs TLS under every connection: requests say `:scheme
     /// https` (default false: `http`).
     pub https: bool,
+    /// The numbering requests are sent in (default [`WireProfile::V0_2`]).
+    /// Under [`WireProfile::V0_1`], RequestPreVote calls fail at once with
+    /// [`TransportError::PreVoteUnsupported`].
+    pub wire_profile: WireProfile,
 }
 
 crate::config::setters!(ClientConfig {
@@ -137,6 +142,7 @@ crate::config::setters!(ClientConfig {
     with_snapshot_stall_timeout => snapshot_stall_timeout: Duration,
     with_keepalive => keepalive: KeepaliveConfig,
     with_https => https: bool,
+    with_wire_profile => wire_profile: WireProfile,
 });
 
 /// Keepalive of a [`ClientEndpoint`]'s connections: gRPC's rules (PINGs
@@ -519,7 +525,8 @@ impl ClientEndpoint {
     /// An endpoint with no connections.
     pub fn new(config: ClientConfig) -> Self {
         ClientEndpoint {
-            encoder: MessageEncoder::new(config.max_send_message_len, config.zero_copy_min),
+            encoder: MessageEncoder::new(config.max_send_message_len, config.zero_copy_min)
+                .with_profile(config.wire_profile),
             pool: PeerPool::new(config.pool),
             config,
             calls: BTreeMap::new(),
@@ -594,11 +601,12 @@ impl ClientEndpoint {
     }
 
     /// Starts a unary call to `peer`. Its outcome comes as exactly one
-    /// [`ClientEvent::Completed`].
+    /// [`ClientEvent::Completed`]: for a RequestPreVote under a profile
+    /// without it ([`WireProfile::V0_1`]), at once, with
+    /// [`TransportError::PreVoteUnsupported`] and nothing sent.
     pub fn start_rpc(&mut self, peer: &str, rpc: OutgoingRpc, now: Instant) -> CallId {
         let method = rpc.method();
         let lane = rpc.lane();
-        let encoded = rpc.encode(&self.encoder);
         let id = self.insert(
             peer,
             lane,
@@ -607,6 +615,12 @@ impl ClientEndpoint {
             Kind::Unary { response: None },
             now,
         );
+        if method == RpcMethod::RequestPreVote && !self.config.wire_profile.supports_pre_vote() {
+            let error = TransportError::PreVoteUnsupported(self.config.wire_profile);
+            self.end_locally(id, error, now);
+            return id;
+        }
+        let encoded = rpc.encode(&self.encoder);
         match encoded {
             Ok(message) => {
                 if let Some(record) = self.calls.get_mut(&id) {

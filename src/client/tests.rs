@@ -32,13 +32,19 @@ struct Link {
     /// PINGs are answered.
     pong: bool,
     pings: usize,
+    /// The requests the server's consumer took, in order.
+    served: Vec<RaftRequest>,
 }
 
 impl Link {
     fn new(config: ClientConfig) -> Link {
+        Link::with_server(config, ServerConfig::default())
+    }
+
+    fn with_server(config: ClientConfig, server: ServerConfig) -> Link {
         Link {
             client: ClientEndpoint::new(config),
-            server: ServerEndpoint::new(ServerConfig::default()),
+            server: ServerEndpoint::new(server),
             now: Instant::now(),
             conns: HashMap::new(),
             streams: HashMap::new(),
@@ -49,6 +55,7 @@ impl Link {
             accept: true,
             pong: true,
             pings: 0,
+            served: Vec::new(),
         }
     }
 
@@ -85,6 +92,7 @@ impl Link {
                     progressed = true;
                     let response =
                         crate::reference::response(&rpc.request, RpcHeader::default(), None);
+                    self.served.push(rpc.request);
                     let _ = self.server.respond(rpc.id, Ok(response), self.now);
                 }
             }
@@ -508,4 +516,125 @@ fn a_lost_connection_fails_its_calls_once_and_the_next_call_reconnects() {
         2
     );
     assert!(matches!(link.completed(next)[..], [Ok(_)]));
+}
+
+/// Both endpoints in the v0.1 wire profile.
+fn v0_1_link() -> Link {
+    let mut server = ServerConfig::default();
+    server.call.wire_profile = WireProfile::V0_1;
+    Link::with_server(
+        ClientConfig::default().with_wire_profile(WireProfile::V0_1),
+        server,
+    )
+}
+
+#[test]
+fn v0_1_calls_cross_a_v0_1_link_without_the_fields_v0_1_lacks() {
+    let mut link = v0_1_link();
+    let now = link.now;
+    let mut request = append(7);
+    request.leader = Bytes::from_static(b"10.0.0.1:7000");
+    request.entries[0].appended_at = Some(std::time::UNIX_EPOCH + Duration::from_secs(1));
+    let vote = RequestVoteRequest {
+        term: 3,
+        last_log_index: 6,
+        last_log_term: 2,
+        leadership_transfer: true,
+        candidate: Bytes::from_static(b"10.0.0.1:7000"),
+        ..Default::default()
+    };
+    let calls = [
+        link.client
+            .start_rpc(PEER, OutgoingRpc::AppendEntries(request.clone()), now),
+        link.client
+            .start_rpc(PEER, OutgoingRpc::RequestVote(vote.clone()), now),
+    ];
+    link.run();
+    for call in calls {
+        let [Ok(_)] = &link.completed(call)[..] else {
+            panic!("{:?}", link.completed(call))
+        };
+    }
+    // What v0.1 carries arrives in its fields; the leader and the entry's
+    // time, which it cannot carry, do not.
+    let mut expected = request.clone();
+    expected.leader = Bytes::new();
+    expected.entries[0].appended_at = None;
+    assert_eq!(
+        link.served,
+        vec![
+            RaftRequest::AppendEntries(expected.clone()),
+            RaftRequest::RequestVote(vote)
+        ]
+    );
+
+    // A pipeline too.
+    let pipeline = link.client.open_pipeline(PEER, link.now);
+    link.run();
+    link.client.append(pipeline, &request, link.now).unwrap();
+    link.run();
+    assert!(link.events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Appended { result: Ok(r), .. } if r.last_log == 7
+    )));
+    assert_eq!(
+        link.served.last(),
+        Some(&RaftRequest::AppendEntries(expected))
+    );
+}
+
+#[test]
+fn v0_1_pre_vote_fails_at_once_and_sends_nothing() {
+    let mut link = v0_1_link();
+    let now = link.now;
+    let call = link.client.start_rpc(
+        PEER,
+        OutgoingRpc::RequestPreVote(RequestPreVoteRequest {
+            term: 4,
+            ..Default::default()
+        }),
+        now,
+    );
+    link.run();
+    let [Err(e)] = &link.completed(call)[..] else {
+        panic!("{:?}", link.completed(call))
+    };
+    assert_eq!(e, &TransportError::PreVoteUnsupported(WireProfile::V0_1));
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e.to_string().contains("unexpected command"), "{e}");
+    assert!(link.outputs.is_empty(), "{:?}", link.outputs);
+    assert!(link.served.is_empty());
+    assert_eq!(link.client.poll_timeout(), None);
+
+    // Under the default profile the same call is sent and answered.
+    let mut link = Link::new(ClientConfig::default());
+    let now = link.now;
+    let call = link.client.start_rpc(
+        PEER,
+        OutgoingRpc::RequestPreVote(RequestPreVoteRequest {
+            term: 4,
+            ..Default::default()
+        }),
+        now,
+    );
+    link.run();
+    assert!(matches!(link.completed(call)[..], [Ok(_)]));
+}
+
+#[test]
+fn v0_1_requests_to_a_v0_2_server_fail_with_internal() {
+    let mut link = Link::with_server(
+        ClientConfig::default().with_wire_profile(WireProfile::V0_1),
+        ServerConfig::default(),
+    );
+    let now = link.now;
+    let call = link
+        .client
+        .start_rpc(PEER, OutgoingRpc::AppendEntries(append(7)), now);
+    link.run();
+    let [Err(TransportError::Status(status))] = &link.completed(call)[..] else {
+        panic!("{:?}", link.completed(call))
+    };
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(link.served.is_empty());
 }

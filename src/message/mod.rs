@@ -18,6 +18,22 @@
 //! [`AppendEntriesResponse`] serve both RPCs; the conversions from and to the
 //! pipeline's wire types exist too.
 //!
+//! Every message encodes and decodes under either [`WireProfile`]: the
+//! `*_with` methods of [`RaftMessage`] take one (the others use the
+//! default, [`WireProfile::V0_2`]); only the four requests the Go library's
+//! v0.1.0 numbers differently, and their log entries, encode differently.
+//!
+//! ```
+//! use raft_grpc_transport::WireProfile;
+//! use raft_grpc_transport::message::{RaftMessage, RequestVoteRequest};
+//!
+//! let vote = RequestVoteRequest { term: 7, last_log_index: 42, ..Default::default() };
+//! let old = vote.encode_to_bytes_with(WireProfile::V0_1);
+//! assert_eq!(RequestVoteRequest::decode_with(WireProfile::V0_1, old.clone()).unwrap(), vote);
+//! // Read in the other numbering, the index lands in the wrong field.
+//! assert_ne!(RequestVoteRequest::decode(old).unwrap(), vote);
+//! ```
+//!
 //! ```
 //! use bytes::Bytes;
 //! use raft_grpc_transport::message::{AppendEntriesRequest, Log, RaftMessage, RpcHeader};
@@ -44,6 +60,7 @@ use bytes::{Buf, Bytes};
 use prost::Message as _;
 
 use crate::head::RpcMethod;
+use crate::profile::WireProfile;
 use crate::status::{Code, Status};
 use crate::wire;
 pub(crate) use writer::FieldWriter;
@@ -90,16 +107,17 @@ pub(crate) mod sealed {
     /// Keeps [`super::RaftMessage`] implemented only here, and carries the
     /// send-path encoder, which is not part of the public API.
     pub trait Sealed {
-        /// Writes the message's fields, in field-number order.
+        /// Writes the message's fields, numbered as `w.profile()` numbers
+        /// them, in field-number order.
         fn encode_fields(&self, w: &mut super::FieldWriter);
 
         /// Total length of the `bytes` payloads the writer hands through
-        /// instead of copying (those of at least `zero_copy_min` bytes), so
-        /// that the encoder sizes its copy buffer once. The default, zero,
-        /// suits messages whose payloads are small: it can only over-size
-        /// the buffer, never under-size it.
-        fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
-            let _ = zero_copy_min;
+        /// instead of copying (those of at least `zero_copy_min` bytes)
+        /// under `profile`, so that the encoder sizes its copy buffer once.
+        /// The default, zero, suits messages whose payloads are small: it
+        /// can only over-size the buffer, never under-size it.
+        fn zero_copy_len(&self, zero_copy_min: usize, profile: super::WireProfile) -> usize {
+            let _ = (zero_copy_min, profile);
             0
         }
     }
@@ -127,6 +145,12 @@ pub trait RaftMessage: sealed::Sealed + Clone + PartialEq + Debug + Sized {
     /// Length in bytes of this message's protobuf encoding.
     fn encoded_len(&self) -> usize;
 
+    /// Length in bytes of this message's protobuf encoding under `profile`.
+    fn encoded_len_with(&self, profile: WireProfile) -> usize {
+        let _ = profile;
+        self.encoded_len()
+    }
+
     /// Decodes a message from its protobuf bytes: a
     /// [`MessageBody`](crate::framing::MessageBody) from
     /// [`MessageDecoder`](crate::framing::MessageDecoder), a [`Bytes`], or
@@ -145,10 +169,22 @@ pub trait RaftMessage: sealed::Sealed + Clone + PartialEq + Debug + Sized {
         Self::from_wire(wire)
     }
 
+    /// Decodes a message numbered as `profile` numbers it (as
+    /// [`decode`](Self::decode) does for the default profile).
+    fn decode_with(profile: WireProfile, buf: impl Buf) -> Result<Self, DecodeError> {
+        let _ = profile;
+        Self::decode(buf)
+    }
+
     /// The protobuf encoding as one contiguous buffer (copies payloads; the
     /// send path uses [`crate::framing::MessageEncoder`] instead).
     fn encode_to_bytes(&self) -> Bytes {
-        let mut w = FieldWriter::new(self.encoded_len(), usize::MAX);
+        self.encode_to_bytes_with(WireProfile::V0_2)
+    }
+
+    /// The protobuf encoding under `profile`, as one contiguous buffer.
+    fn encode_to_bytes_with(&self, profile: WireProfile) -> Bytes {
+        let mut w = FieldWriter::new(self.encoded_len_with(profile), usize::MAX, profile);
         self.encode_fields(&mut w);
         let mut chunks = w.finish();
         match chunks.len() {
@@ -157,6 +193,14 @@ pub trait RaftMessage: sealed::Sealed + Clone + PartialEq + Debug + Sized {
             _ => chunks.concat().into(),
         }
     }
+}
+
+/// Decodes `buf` as the generated type `W`, naming `message` in the error.
+fn decode_wire<W: prost::Message + Default>(
+    message: &'static str,
+    buf: impl Buf,
+) -> Result<W, DecodeError> {
+    W::decode(buf).map_err(|source| DecodeError::Protobuf { message, source })
 }
 
 /// The header every request and response carries (hashicorp's `RPCHeader`).
@@ -305,6 +349,14 @@ impl Log {
         self.appended_at.map(system_time_to_unix_nanos)
     }
 
+    /// `appended_at` as `profile` carries it: not at all under v0.1.
+    fn appended_at_nanos_in(&self, profile: WireProfile) -> Option<i64> {
+        match profile {
+            WireProfile::V0_2 => self.appended_at_nanos(),
+            WireProfile::V0_1 => None,
+        }
+    }
+
     fn body_len(&self, appended_at_nanos: Option<i64>) -> usize {
         uint64_len(1, self.index)
             + uint64_len(2, self.term)
@@ -316,7 +368,7 @@ impl Log {
 
     /// Writes the entry as an embedded message, field `tag`.
     fn encode_field(&self, tag: u32, w: &mut FieldWriter) {
-        let appended_at_nanos = self.appended_at_nanos();
+        let appended_at_nanos = self.appended_at_nanos_in(w.profile());
         w.message_start(tag, self.body_len(appended_at_nanos));
         w.uint64(1, self.index);
         w.uint64(2, self.term);
@@ -399,27 +451,66 @@ pub struct AppendEntriesRequest {
     pub leader: Bytes,
 }
 
+/// The field numbers of an AppendEntries (or AppendEntriesPipeline) request
+/// after `header` (1) and `term` (2), which no profile moves.
+struct AppendEntriesNumbers {
+    prev_log_entry: u32,
+    prev_log_term: u32,
+    entries: u32,
+    leader_commit_index: u32,
+    /// `None`: the profile has no `leader` field.
+    leader: Option<u32>,
+}
+
+impl AppendEntriesNumbers {
+    fn of(profile: WireProfile) -> Self {
+        match profile {
+            WireProfile::V0_2 => AppendEntriesNumbers {
+                prev_log_entry: 3,
+                prev_log_term: 4,
+                entries: 5,
+                leader_commit_index: 6,
+                leader: Some(7),
+            },
+            WireProfile::V0_1 => AppendEntriesNumbers {
+                prev_log_entry: 4,
+                prev_log_term: 5,
+                entries: 6,
+                leader_commit_index: 7,
+                leader: None,
+            },
+        }
+    }
+}
+
 impl sealed::Sealed for AppendEntriesRequest {
     fn encode_fields(&self, w: &mut FieldWriter) {
+        let n = AppendEntriesNumbers::of(w.profile());
         self.header.encode_field(w);
         w.uint64(2, self.term);
-        w.uint64(3, self.prev_log_entry);
-        w.uint64(4, self.prev_log_term);
+        w.uint64(n.prev_log_entry, self.prev_log_entry);
+        w.uint64(n.prev_log_term, self.prev_log_term);
         for entry in &self.entries {
-            entry.encode_field(5, w);
+            entry.encode_field(n.entries, w);
         }
-        w.uint64(6, self.leader_commit_index);
-        w.bytes(7, &self.leader);
+        w.uint64(n.leader_commit_index, self.leader_commit_index);
+        if let Some(tag) = n.leader {
+            w.bytes(tag, &self.leader);
+        }
     }
 
-    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+    fn zero_copy_len(&self, zero_copy_min: usize, profile: WireProfile) -> usize {
+        let leader = match AppendEntriesNumbers::of(profile).leader {
+            Some(_) => zero_copy_len(&self.leader, zero_copy_min),
+            None => 0,
+        };
         self.header.zero_copy_len(zero_copy_min)
             + self
                 .entries
                 .iter()
                 .map(|entry| entry.zero_copy_len(zero_copy_min))
                 .sum::<usize>()
-            + zero_copy_len(&self.leader, zero_copy_min)
+            + leader
     }
 }
 
@@ -452,17 +543,45 @@ impl RaftMessage for AppendEntriesRequest {
     }
 
     fn encoded_len(&self) -> usize {
+        self.encoded_len_with(WireProfile::V0_2)
+    }
+
+    fn encoded_len_with(&self, profile: WireProfile) -> usize {
+        let n = AppendEntriesNumbers::of(profile);
         self.header.field_len()
             + uint64_len(2, self.term)
-            + uint64_len(3, self.prev_log_entry)
-            + uint64_len(4, self.prev_log_term)
+            + uint64_len(n.prev_log_entry, self.prev_log_entry)
+            + uint64_len(n.prev_log_term, self.prev_log_term)
             + self
                 .entries
                 .iter()
-                .map(|entry| message_len(5, entry.body_len(entry.appended_at_nanos())))
+                .map(|entry| {
+                    message_len(
+                        n.entries,
+                        entry.body_len(entry.appended_at_nanos_in(profile)),
+                    )
+                })
                 .sum::<usize>()
-            + uint64_len(6, self.leader_commit_index)
-            + bytes_len(7, &self.leader)
+            + uint64_len(n.leader_commit_index, self.leader_commit_index)
+            + n.leader.map_or(0, |tag| bytes_len(tag, &self.leader))
+    }
+
+    fn decode_with(profile: WireProfile, buf: impl Buf) -> Result<Self, DecodeError> {
+        match profile {
+            WireProfile::V0_2 => Self::decode(buf),
+            WireProfile::V0_1 => {
+                let wire: wire::v0_1::AppendEntriesRequest = decode_wire(Self::PROTO_NAME, buf)?;
+                Ok(AppendEntriesRequest {
+                    header: RpcHeader::from_wire(wire.header),
+                    term: wire.term,
+                    prev_log_entry: wire.prev_log_entry,
+                    prev_log_term: wire.prev_log_term,
+                    entries: wire.entries.into_iter().map(Log::from).collect(),
+                    leader_commit_index: wire.leader_commit_index,
+                    leader: Bytes::new(),
+                })
+            }
+        }
     }
 }
 
@@ -600,10 +719,20 @@ impl sealed::Sealed for RequestVoteRequest {
     fn encode_fields(&self, w: &mut FieldWriter) {
         self.header.encode_field(w);
         w.uint64(2, self.term);
-        w.uint64(3, self.last_log_index);
-        w.uint64(4, self.last_log_term);
-        w.bool(5, self.leadership_transfer);
-        w.bytes(6, &self.candidate);
+        match w.profile() {
+            WireProfile::V0_2 => {
+                w.uint64(3, self.last_log_index);
+                w.uint64(4, self.last_log_term);
+                w.bool(5, self.leadership_transfer);
+                w.bytes(6, &self.candidate);
+            }
+            WireProfile::V0_1 => {
+                w.bytes(3, &self.candidate);
+                w.uint64(4, self.last_log_index);
+                w.uint64(5, self.last_log_term);
+                w.bool(6, self.leadership_transfer);
+            }
+        }
     }
 }
 
@@ -634,12 +763,39 @@ impl RaftMessage for RequestVoteRequest {
     }
 
     fn encoded_len(&self) -> usize {
+        self.encoded_len_with(WireProfile::V0_2)
+    }
+
+    fn encoded_len_with(&self, profile: WireProfile) -> usize {
+        // The same fields under both profiles, at other numbers; every
+        // number here is below 16, so each key is one byte either way.
+        let (last_log_index, last_log_term, leadership_transfer, candidate) = match profile {
+            WireProfile::V0_2 => (3, 4, 5, 6),
+            WireProfile::V0_1 => (4, 5, 6, 3),
+        };
         self.header.field_len()
             + uint64_len(2, self.term)
-            + uint64_len(3, self.last_log_index)
-            + uint64_len(4, self.last_log_term)
-            + bool_len(5, self.leadership_transfer)
-            + bytes_len(6, &self.candidate)
+            + uint64_len(last_log_index, self.last_log_index)
+            + uint64_len(last_log_term, self.last_log_term)
+            + bool_len(leadership_transfer, self.leadership_transfer)
+            + bytes_len(candidate, &self.candidate)
+    }
+
+    fn decode_with(profile: WireProfile, buf: impl Buf) -> Result<Self, DecodeError> {
+        match profile {
+            WireProfile::V0_2 => Self::decode(buf),
+            WireProfile::V0_1 => {
+                let wire: wire::v0_1::RequestVoteRequest = decode_wire(Self::PROTO_NAME, buf)?;
+                Ok(RequestVoteRequest {
+                    header: RpcHeader::from_wire(wire.header),
+                    term: wire.term,
+                    last_log_index: wire.last_log_index,
+                    last_log_term: wire.last_log_term,
+                    leadership_transfer: wire.leadership_transfer,
+                    candidate: wire.candidate,
+                })
+            }
+        }
     }
 }
 
@@ -823,25 +979,62 @@ pub struct InstallSnapshotRequest {
     pub size: u64,
 }
 
+/// The field numbers of an InstallSnapshot request after `header` (1) and
+/// `term` (2), which no profile moves: `last_log_index` is `first`, and
+/// `last_log_term`, `peers`, `configuration`, `configuration_index` and
+/// `size` follow it one by one; `data` comes after a gap of one number under
+/// v0.2 (where 9 is data and 10–12 follow it), of none under v0.1.
+struct InstallSnapshotNumbers {
+    first: u32,
+    data: u32,
+    /// `snapshot_version`, `leader` and `data_crc32c`; `None`: the profile
+    /// has none of them.
+    version_leader_crc: Option<(u32, u32, u32)>,
+}
+
+impl InstallSnapshotNumbers {
+    fn of(profile: WireProfile) -> Self {
+        match profile {
+            WireProfile::V0_2 => InstallSnapshotNumbers {
+                first: 3,
+                data: 9,
+                version_leader_crc: Some((10, 11, 12)),
+            },
+            WireProfile::V0_1 => InstallSnapshotNumbers {
+                first: 4,
+                data: 10,
+                version_leader_crc: None,
+            },
+        }
+    }
+}
+
 impl sealed::Sealed for InstallSnapshotRequest {
     fn encode_fields(&self, w: &mut FieldWriter) {
+        let n = InstallSnapshotNumbers::of(w.profile());
         self.header.encode_field(w);
         w.uint64(2, self.term);
-        w.uint64(3, self.last_log_index);
-        w.uint64(4, self.last_log_term);
-        w.bytes(5, &self.peers);
-        w.bytes(6, &self.configuration);
-        w.uint64(7, self.configuration_index);
-        w.int64(8, self.wire_size());
-        w.int64(10, self.snapshot_version);
-        w.bytes(11, &self.leader);
+        w.uint64(n.first, self.last_log_index);
+        w.uint64(n.first + 1, self.last_log_term);
+        w.bytes(n.first + 2, &self.peers);
+        w.bytes(n.first + 3, &self.configuration);
+        w.uint64(n.first + 4, self.configuration_index);
+        w.int64(n.first + 5, self.wire_size());
+        if let Some((version, leader, _)) = n.version_leader_crc {
+            w.int64(version, self.snapshot_version);
+            w.bytes(leader, &self.leader);
+        }
     }
 
-    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+    fn zero_copy_len(&self, zero_copy_min: usize, profile: WireProfile) -> usize {
+        let leader = match InstallSnapshotNumbers::of(profile).version_leader_crc {
+            Some(_) => zero_copy_len(&self.leader, zero_copy_min),
+            None => 0,
+        };
         self.header.zero_copy_len(zero_copy_min)
             + zero_copy_len(&self.peers, zero_copy_min)
             + zero_copy_len(&self.configuration, zero_copy_min)
-            + zero_copy_len(&self.leader, zero_copy_min)
+            + leader
     }
 }
 
@@ -861,6 +1054,42 @@ impl InstallSnapshotRequest {
             data_crc32c: wire.data_crc32c,
         };
         Ok((Self::from_wire(wire)?, chunk))
+    }
+
+    /// Decodes the first message of a stream numbered as `profile` numbers
+    /// it, into its metadata and the data it may carry (see
+    /// [`from_first_message`](Self::from_first_message)). Under v0.1 the
+    /// metadata has `snapshot_version` 0 and no `leader`, and the data no
+    /// checksum.
+    pub fn decode_first_message(
+        profile: WireProfile,
+        buf: impl Buf,
+    ) -> Result<(Self, SnapshotChunk), DecodeError> {
+        match profile {
+            WireProfile::V0_2 => Self::from_first_message(decode_wire(Self::PROTO_NAME, buf)?),
+            WireProfile::V0_1 => {
+                let wire: wire::v0_1::InstallSnapshotRequest = decode_wire(Self::PROTO_NAME, buf)?;
+                let size = u64::try_from(wire.size)
+                    .map_err(|_| DecodeError::NegativeSnapshotSize(wire.size))?;
+                let meta = InstallSnapshotRequest {
+                    header: RpcHeader::from_wire(wire.header),
+                    snapshot_version: 0,
+                    term: wire.term,
+                    leader: Bytes::new(),
+                    last_log_index: wire.last_log_index,
+                    last_log_term: wire.last_log_term,
+                    peers: wire.peers,
+                    configuration: wire.configuration,
+                    configuration_index: wire.configuration_index,
+                    size,
+                };
+                let chunk = SnapshotChunk {
+                    data: wire.data,
+                    data_crc32c: None,
+                };
+                Ok((meta, chunk))
+            }
+        }
     }
 }
 
@@ -906,16 +1135,29 @@ impl RaftMessage for InstallSnapshotRequest {
     }
 
     fn encoded_len(&self) -> usize {
+        self.encoded_len_with(WireProfile::V0_2)
+    }
+
+    fn encoded_len_with(&self, profile: WireProfile) -> usize {
+        let n = InstallSnapshotNumbers::of(profile);
         self.header.field_len()
             + uint64_len(2, self.term)
-            + uint64_len(3, self.last_log_index)
-            + uint64_len(4, self.last_log_term)
-            + bytes_len(5, &self.peers)
-            + bytes_len(6, &self.configuration)
-            + uint64_len(7, self.configuration_index)
-            + int64_len(8, self.wire_size())
-            + int64_len(10, self.snapshot_version)
-            + bytes_len(11, &self.leader)
+            + uint64_len(n.first, self.last_log_index)
+            + uint64_len(n.first + 1, self.last_log_term)
+            + bytes_len(n.first + 2, &self.peers)
+            + bytes_len(n.first + 3, &self.configuration)
+            + uint64_len(n.first + 4, self.configuration_index)
+            + int64_len(n.first + 5, self.wire_size())
+            + n.version_leader_crc.map_or(0, |(version, leader, _)| {
+                int64_len(version, self.snapshot_version) + bytes_len(leader, &self.leader)
+            })
+    }
+
+    /// Reads the metadata fields of a message numbered as `profile` numbers
+    /// it; its data is ignored here (see
+    /// [`InstallSnapshotRequest::decode_first_message`]).
+    fn decode_with(profile: WireProfile, buf: impl Buf) -> Result<Self, DecodeError> {
+        Self::decode_first_message(profile, buf).map(|(meta, _)| meta)
     }
 }
 
@@ -934,11 +1176,14 @@ pub struct SnapshotChunk {
 
 impl sealed::Sealed for SnapshotChunk {
     fn encode_fields(&self, w: &mut FieldWriter) {
-        w.bytes(9, &self.data);
-        w.optional_fixed32(12, self.data_crc32c);
+        let n = InstallSnapshotNumbers::of(w.profile());
+        w.bytes(n.data, &self.data);
+        if let Some((_, _, crc)) = n.version_leader_crc {
+            w.optional_fixed32(crc, self.data_crc32c);
+        }
     }
 
-    fn zero_copy_len(&self, zero_copy_min: usize) -> usize {
+    fn zero_copy_len(&self, zero_copy_min: usize, _: WireProfile) -> usize {
         zero_copy_len(&self.data, zero_copy_min)
     }
 }
@@ -965,7 +1210,30 @@ impl RaftMessage for SnapshotChunk {
     }
 
     fn encoded_len(&self) -> usize {
-        bytes_len(9, &self.data) + optional_fixed32_len(12, self.data_crc32c)
+        self.encoded_len_with(WireProfile::V0_2)
+    }
+
+    /// Under v0.1 the checksum is not carried.
+    fn encoded_len_with(&self, profile: WireProfile) -> usize {
+        let n = InstallSnapshotNumbers::of(profile);
+        bytes_len(n.data, &self.data)
+            + n.version_leader_crc
+                .map_or(0, |(_, _, crc)| optional_fixed32_len(crc, self.data_crc32c))
+    }
+
+    /// Reads the data of a message numbered as `profile` numbers it (under
+    /// v0.1, without a checksum).
+    fn decode_with(profile: WireProfile, buf: impl Buf) -> Result<Self, DecodeError> {
+        match profile {
+            WireProfile::V0_2 => Self::decode(buf),
+            WireProfile::V0_1 => {
+                let wire: wire::v0_1::InstallSnapshotRequest = decode_wire(Self::PROTO_NAME, buf)?;
+                Ok(SnapshotChunk {
+                    data: wire.data,
+                    data_crc32c: None,
+                })
+            }
+        }
     }
 }
 

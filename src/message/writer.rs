@@ -12,24 +12,33 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
+use crate::profile::WireProfile;
+
 /// Writes protobuf fields into a chunk list.
 #[derive(Debug)]
 pub struct FieldWriter {
     buf: BytesMut,
     chunks: Vec<Bytes>,
     zero_copy_min: usize,
+    profile: WireProfile,
 }
 
 impl FieldWriter {
     /// A writer whose first chunk has room for `capacity` copied bytes, and
     /// which hands `bytes` fields of at least `zero_copy_min` bytes through
-    /// as chunks of their own.
-    pub(crate) fn new(capacity: usize, zero_copy_min: usize) -> Self {
+    /// as chunks of their own, numbering fields as `profile` does.
+    pub(crate) fn new(capacity: usize, zero_copy_min: usize, profile: WireProfile) -> Self {
         FieldWriter {
             buf: BytesMut::with_capacity(capacity),
             chunks: Vec::new(),
             zero_copy_min: zero_copy_min.max(1),
+            profile,
         }
+    }
+
+    /// The field numbering the message's `encode_fields` must follow.
+    pub(crate) fn profile(&self) -> WireProfile {
+        self.profile
     }
 
     /// Appends raw bytes (used for the gRPC message prefix).

@@ -10,7 +10,7 @@
 //! cargo run -p raft-grpc-transport-smol --example node -- call --target 127.0.0.1:7000 --rpc append-entries --entries 3
 //! ```
 //!
-//! # `node serve --listen ADDR [--id ID] [TLS options]`
+//! # `node serve --listen ADDR [--id ID] [--wire-profile P] [TLS options]`
 //!
 //! Binds `ADDR` (port 0 picks a free port), prints `listening on ADDR` with
 //! the bound address on stdout once connections are accepted, then serves
@@ -27,6 +27,11 @@
 //!
 //! RPCs are answered concurrently (a snapshot being received does not hold
 //! up heartbeats or votes).
+//!
+//! `--wire-profile v0.1` reads requests in the field numbering of the Go
+//! library's v0.1.0 (default `v0.2`: v0.2.0 and later); the same option of
+//! `call` sends them so. Under v0.1 a `request-pre-vote` call fails at once
+//! with `UNIMPLEMENTED` (v0.1.0 has no such method).
 //!
 //! With `--tls-cert PEM --tls-key PEM` it serves TLS (ALPN `h2`) with that
 //! certificate chain and key; `--tls-client-ca PEM` also requires every
@@ -86,6 +91,7 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use futures_lite::future::{self, block_on};
 use futures_lite::{AsyncReadExt, io};
+use raft_grpc_transport::WireProfile;
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, Log,
     RequestPreVoteRequest, RequestVoteRequest, RpcHeader, TimeoutNowRequest,
@@ -99,10 +105,10 @@ use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline};
 
 const USAGE: &str = "\
 usage:
-  node serve --listen ADDR [--id ID]
+  node serve --listen ADDR [--id ID] [--wire-profile v0.1|v0.2]
              [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
   node call --target ADDR --rpc RPC [--entries N] [--entry-size BYTES]
-            [--count M] [--snapshot-size BYTES] [--term T]
+            [--count M] [--snapshot-size BYTES] [--term T] [--wire-profile v0.1|v0.2]
             [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name NAME]]
 
 RPC: append-entries | request-vote | request-pre-vote | timeout-now
@@ -123,7 +129,12 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Ok(Command::Serve { listen, id, tls }) => block_on(serve(&listen, &id, &tls)),
+        Ok(Command::Serve {
+            listen,
+            id,
+            tls,
+            profile,
+        }) => block_on(serve(&listen, &id, &tls, profile)),
         Ok(Command::Call(call)) => block_on(run_call(&call)),
         Err(message) => {
             eprintln!("node: {message}\n\n{USAGE}");
@@ -140,6 +151,7 @@ enum Command {
         listen: String,
         id: String,
         tls: TlsFiles,
+        profile: WireProfile,
     },
     Call(Call),
 }
@@ -266,6 +278,7 @@ struct Call {
     snapshot_size: u64,
     term: u64,
     tls: TlsFiles,
+    profile: WireProfile,
 }
 
 /// `--name value` and `--name=value` pairs, in order.
@@ -298,6 +311,10 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
         .map_err(|_| format!("`{name}` wants a non-negative integer, not `{value}`"))
 }
 
+fn wire_profile(value: &str) -> Result<WireProfile, String> {
+    value.parse().map_err(|e| format!("`--wire-profile`: {e}"))
+}
+
 fn parse(args: &[String]) -> Result<Command, String> {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         return Ok(Command::Help);
@@ -310,9 +327,11 @@ fn parse(args: &[String]) -> Result<Command, String> {
             let mut listen = None;
             let mut id = "node".to_owned();
             let mut tls = TlsFiles::default();
+            let mut profile = WireProfile::default();
             let allowed = [
                 "--listen",
                 "--id",
+                "--wire-profile",
                 "--tls-cert",
                 "--tls-key",
                 "--tls-client-ca",
@@ -321,6 +340,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 match name {
                     "--listen" => listen = Some(value.to_owned()),
                     "--id" => id = value.to_owned(),
+                    "--wire-profile" => profile = wire_profile(value)?,
                     _ => {
                         tls.take(name, value);
                     }
@@ -331,7 +351,12 @@ fn parse(args: &[String]) -> Result<Command, String> {
             if tls.roots.is_some() && tls.cert.is_none() {
                 return Err("`--tls-client-ca` needs `--tls-cert` and `--tls-key`".into());
             }
-            Ok(Command::Serve { listen, id, tls })
+            Ok(Command::Serve {
+                listen,
+                id,
+                tls,
+                profile,
+            })
         }
         "call" => {
             let allowed = [
@@ -342,6 +367,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 "--count",
                 "--snapshot-size",
                 "--term",
+                "--wire-profile",
                 "--tls-ca",
                 "--tls-cert",
                 "--tls-key",
@@ -357,6 +383,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 snapshot_size: 1 << 20,
                 term: 1,
                 tls: TlsFiles::default(),
+                profile: WireProfile::default(),
             };
             for (name, value) in options(rest, &allowed)? {
                 match name {
@@ -372,6 +399,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     "--count" => count = Some(number(name, value)?),
                     "--snapshot-size" => call.snapshot_size = number(name, value)?,
                     "--term" => call.term = number(name, value)?,
+                    "--wire-profile" => call.profile = wire_profile(value)?,
                     _ => {
                         call.tls.take(name, value);
                     }
@@ -394,8 +422,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
 
 // -------------------------------------------------------------------- serve
 
-async fn serve(listen: &str, id: &str, tls: &TlsFiles) -> ExitCode {
-    let mut builder = GrpcTransport::builder(listen, Config::default());
+async fn serve(listen: &str, id: &str, tls: &TlsFiles, profile: WireProfile) -> ExitCode {
+    let config = Config::default().with_wire_profile(profile);
+    let mut builder = GrpcTransport::builder(listen, config);
     match tls.server() {
         Ok(Some(tls)) => builder = builder.tls_server(tls),
         Ok(None) => {}
@@ -431,7 +460,8 @@ async fn serve(listen: &str, id: &str, tls: &TlsFiles) -> ExitCode {
 }
 
 async fn run_call(call: &Call) -> ExitCode {
-    let mut builder = GrpcTransport::builder("client", Config::default());
+    let config = Config::default().with_wire_profile(call.profile);
+    let mut builder = GrpcTransport::builder("client", config);
     match call.tls.client() {
         Ok(Some(tls)) => builder = builder.tls_client(tls),
         Ok(None) => {}

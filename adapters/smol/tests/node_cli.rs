@@ -166,6 +166,73 @@ fn serve_and_call_every_rpc() {
 }
 
 #[test]
+fn serve_and_call_in_the_v0_1_wire_profile() {
+    let node = node_binary();
+    let (server, addr) = serve_with(node, "old", &["--wire-profile", "v0.1"]);
+    let header = format!(r#""header":{{"protocol_version":3,"id":"old","addr":"{addr}"}}"#);
+    let v0_1 = ["--wire-profile", "v0.1"];
+
+    // Requests in v0.1 numbering are read right: last_log is the last
+    // entry's index, which a mismatched numbering would get wrong.
+    let args = [
+        &v0_1[..],
+        &["--rpc", "append-entries", "--entries", "3", "--term", "5"],
+    ]
+    .concat();
+    let out = lines(&call(node, &addr, &args), &args);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_fields(
+        &out[0],
+        &[
+            &header,
+            r#""term":5,"#,
+            r#""last_log":3,"#,
+            r#""success":true"#,
+        ],
+    );
+
+    let args = [&v0_1[..], &["--rpc", "pipeline", "--count", "20"]].concat();
+    let out = lines(&call(node, &addr, &args), &args);
+    assert_eq!(out.len(), 20, "{out:?}");
+    assert_fields(&out[19], &[r#""last_log":20,"#, r#""success":true"#]);
+
+    let args = [
+        &v0_1[..],
+        &["--rpc", "install-snapshot", "--snapshot-size", "3000000"],
+    ]
+    .concat();
+    let out = lines(&call(node, &addr, &args), &args);
+    assert_fields(&out[0], &[&header, r#""success":true"#]);
+
+    let args = [&v0_1[..], &["--rpc", "request-vote", "--term", "7"]].concat();
+    let out = lines(&call(node, &addr, &args), &args);
+    assert_fields(&out[0], &[&header, r#""term":7,"#, r#""granted":true"#]);
+
+    // v0.1 has no pre-vote: the call fails without being sent.
+    let args = [&v0_1[..], &["--rpc", "request-pre-vote"]].concat();
+    let output = call(node, &addr, &args);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(r#"{"error":{"code":"UNIMPLEMENTED","message":"pre-vote not supported"#),
+        "{stdout}"
+    );
+
+    // A client in the default profile is not understood: its entries land
+    // in the wrong fields and the server answers INTERNAL.
+    let args = ["--rpc", "append-entries", "--entries", "3"];
+    let output = call(node, &addr, &args);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(r#"{"error":{"code":"INTERNAL""#),
+        "{stdout}"
+    );
+
+    drop(server);
+}
+
+#[test]
 fn a_closed_port_is_unavailable() {
     let node = node_binary();
     let port = {
@@ -193,6 +260,7 @@ fn usage_errors_exit_2() {
         &["serve", "--listen"],
         &["call", "--target", "127.0.0.1:1"],
         &["call", "--target", "127.0.0.1:1", "--rpc", "nope"],
+        &["serve", "--listen", "127.0.0.1:0", "--wire-profile", "v9"],
         &[
             "call",
             "--target",

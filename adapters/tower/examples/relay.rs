@@ -83,6 +83,11 @@
 //! * `--pipeline-window N` (64): appends in flight on an outgoing pipeline.
 //! * `--mount tonic`: serve each `LISTEN` with tonic's server instead of the
 //!   transport's own listener (`--mount own`, the default).
+//! * `--wire-profile v0.1|v0.2` (v0.2): the field numbering spoken on both
+//!   sides; `v0.1` relays between nodes of the Go library's v0.1.0. Under
+//!   it a snapshot crosses without `snapshot_version` or checksums, and a
+//!   RequestPreVote (which v0.1.0 lacks) is answered `UNIMPLEMENTED` without
+//!   reaching `TARGET`.
 //!
 //! `SECS` may have a fraction (`0.5`). Everything runs under
 //! `futures_lite::future::block_on`; the transport's own tasks run on smol's
@@ -105,7 +110,7 @@ const USAGE: &str = "\
 usage:
   relay --route LISTEN=TARGET [--route LISTEN=TARGET ...]
         [--rpc-timeout SECS] [--connect-timeout SECS] [--backoff-max SECS]
-        [--pipeline-window N] [--mount own|tonic]
+        [--pipeline-window N] [--mount own|tonic] [--wire-profile v0.1|v0.2]
 
 Serves the Raft gRPC service on each LISTEN (on the transport's own
 listener, or mounted on a tonic server with `--mount tonic`) and forwards
@@ -433,6 +438,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 | "--backoff-max"
                 | "--pipeline-window"
                 | "--mount"
+                | "--wire-profile"
         ) {
             return Err(format!("unexpected argument `{arg}`"));
         }
@@ -458,6 +464,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "--rpc-timeout" => config.rpc_timeout = seconds(name, value)?,
             "--connect-timeout" => config.connect_timeout = seconds(name, value)?,
             "--backoff-max" => config.backoff.max = seconds(name, value)?,
+            "--wire-profile" => {
+                config.wire_profile = value.parse().map_err(|e| format!("`{name}`: {e}"))?;
+            }
             "--mount" => {
                 mount = match value {
                     "own" => Mount::Own,

@@ -3,6 +3,7 @@ module github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go
 go 1.26.8
 
 require (
+	github.com/dhiaayachi/raft-grpc-transport v0.1.0
 	github.com/hashicorp/go-hclog v1.6.2
 	github.com/hashicorp/raft v1.7.3
 	google.golang.org/grpc v1.85.0

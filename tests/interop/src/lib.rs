@@ -52,9 +52,19 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
+/// The linker flag of every Go program built here: protobuf-go's
+/// registration conflicts ignored. `cmd/peer` links both the harness's
+/// code generated from our proto (`go/raftpb`) and the Go library v0.1.0's
+/// own (`--library v0.1.0`), which register the same `proto.raft.v1` names;
+/// protobuf-go panics at start-up on that unless told otherwise. Each
+/// package marshals with its own descriptors and nothing looks a type up
+/// by name, so the conflict is harmless.
+pub const GO_LDFLAGS: &str =
+    "-ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore";
+
 /// Builds `go/cmd/<name>` into `target/interop-go/<name>` (once per test
-/// process) and returns the binary's path. Panics with go's output when the
-/// build fails.
+/// process, with [`GO_LDFLAGS`]) and returns the binary's path. Panics
+/// with go's output when the build fails.
 pub fn build_go_program(name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -65,6 +75,7 @@ pub fn build_go_program(name: &str) -> PathBuf {
     let out = target_dir().join("interop-go").join(name);
     let output = Command::new("go")
         .arg("build")
+        .arg(GO_LDFLAGS)
         .arg("-o")
         .arg(&out)
         .arg(format!("./cmd/{name}"))

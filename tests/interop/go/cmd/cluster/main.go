@@ -1,14 +1,44 @@
-// Command cluster runs a real hashicorp/raft cluster in one process, every
-// node on the interop transport (package transport, grpc-go speaking
-// proto/raft/v1/raft.proto), and checks it end to end. It owns the cluster
-// scenario of the relay interop test (tests/cluster_interop.rs).
+// Command cluster runs a real hashicorp/raft cluster in one process and
+// checks it end to end. It owns the cluster scenario of the relay interop
+// test (tests/cluster_interop.rs).
+//
+// Every node's transport is one of (-library):
+//
+//   - by default the interop transport (package transport: grpc-go
+//     speaking proto/raft/v1/raft.proto, our stand-in for the Go library's
+//     wire-compatible releases, which the module proxy does not serve);
+//   - with -library v0.1.0 the Go library github.com/dhiaayachi/raft-grpc-transport
+//     itself at v0.1.0, its real code from the module proxy (the module
+//     must be linked at exactly v0.1.0, not replaced: checked at start-up
+//     and printed in the config line). It numbers the fields its own way, so
+//     the relay must run with --wire-profile v0.1. Each node registers
+//     raftgrpc.NewGrpcTransport(advertised address, a grpc.Server of its
+//     own, WithTimeout(5 s)) and serves that server on its listener; the
+//     server stops when raft closes the transport.
 //
 // Node i listens on its own port (-listen) but advertises another address
 // (-advertise), normally a route of the Rust relay
-// (adapters/smol/examples/relay.rs) that forwards to that port: the
-// configuration only ever names advertised addresses, and the transports'
-// dialer refuses any other address, so every RPC between nodes crosses the
-// relay. Without -advertise the nodes talk directly (a baseline).
+// (adapters/tower/examples/relay.rs) that forwards to that port: the
+// configuration only ever names advertised addresses, so every RPC between
+// nodes crosses the relay. Without -advertise the nodes talk directly (a
+// baseline). That no RPC bypasses the relay is checked:
+//
+//   - on the stand-in, by the transports' dialer, which refuses every
+//     address that is not advertised;
+//   - on v0.1.0, whose client dials grpc.NewClient(target) itself (there is
+//     no dialer to hook), by two checks instead: every target address raft
+//     hands a transport (the counting wrapper sees them all, and the
+//     library dials exactly the target it is given) must be advertised; and
+//     every connection a node's listener accepts must come from a socket of
+//     another process — the relay — never from one of this process's own
+//     sockets, which is what a node dialing a listen address directly would
+//     produce. The origin is looked up in /proc/net/tcp{,6} and
+//     /proc/self/fd, so this mode needs Linux.
+//
+// -snapshot-padding N appends N bytes to every FSM snapshot, derived from
+// the state and their position and verified on restore, so that snapshots
+// span many transport chunks (the v0.1 test pads just past 1 MiB: 33 of
+// v0.1.0's 32 KiB chunks). It is 0 by default.
 //
 // Scenario (one JSON line per step on stdout; exit 0 only if all pass, 1 on
 // a failed step, 2 on the overall -timeout):
@@ -21,23 +51,49 @@
 //     the configuration entry that added n4;
 //  4. join:       n4 starts with empty stores and catches up: it must
 //     receive InstallSnapshot (counted at its transport), restore its FSM
-//     from it, match every other FSM, and hold all 4 servers with their real
-//     IDs in its configuration while no configuration entry is in its log —
-//     so its membership came from the snapshot's configuration, which a
-//     hashicorp follower only reads when snapshot_version crosses the wire
-//     (otherwise it rebuilds servers from the legacy peers field, IDs =
-//     addresses);
-//  5. transfer:   LeadershipTransfer moves leadership to another node, which
-//     must have received TimeoutNow;
-//  6. restart:    a follower is shut down (raft and transport closed, its
-//     port refuses connections), more commands are applied, it stays down
-//     for three heartbeat timeouts, then restarts
-//     (new raft and FSM over the same stores and addresses) and catches up
-//     to an identical FSM;
-//  7. pre_vote:   RequestPreVote was received by some node (hashicorp only
-//     uses pre-vote when the transport implements raft.WithPreVote);
-//  8. rpcs:       RPC counts per node and kind, dials per address, and no
-//     dial outside the advertised addresses.
+//     from it (the restore verifies every byte, -snapshot-padding ones
+//     included), match every other FSM, and hold all 4 servers in its
+//     configuration while no configuration entry is in its log — so its
+//     membership came from the snapshot. On the stand-in the servers must
+//     have their real IDs: a hashicorp follower only reads the snapshot's
+//     configuration when snapshot_version crosses the wire (otherwise it
+//     rebuilds servers from the legacy peers field, IDs = addresses). v0.1.0
+//     carries no snapshot_version, so there the servers must be exactly
+//     that legacy outcome: every ID equal to its advertised address. n4 then
+//     does not find its own ID in its configuration: it never campaigns and
+//     rejects every vote request (hashicorp refuses candidates whose ID it
+//     does not know), which the steps below allow for;
+//  5. transfer:   leadership moves to another node, which must have
+//     received TimeoutNow: LeadershipTransfer() on the stand-in; on v0.1.0
+//     LeadershipTransferToServer to the first of n1..n3 that is not the
+//     leader, which must become it;
+//  6. restart:    a follower (the first of n1..n3 that is not the leader) is
+//     shut down (raft and transport closed, its port refuses connections),
+//     more commands are applied, it stays down for three heartbeat
+//     timeouts, then restarts (new raft and FSM over the same stores and
+//     addresses) and catches up to an identical FSM;
+//  7. pre_vote:   on the stand-in, RequestPreVote was received by some node
+//     (hashicorp only uses pre-vote when the transport implements
+//     raft.WithPreVote). v0.1.0 has no RequestPreVote, so neither its
+//     transport nor the counting wrapper around it implements
+//     raft.WithPreVote: no transport handed to raft may implement it, no
+//     RequestPreVote may have been sent or received, and RequestVote must
+//     have been granted (the elections ran on votes alone);
+//  8. rpcs:       RPC counts per node and kind, and no RPC bypassed the
+//     relay (see above: dials per address on the stand-in; targets and
+//     accepted connections' origins on v0.1.0). On v0.1.0 heartbeats must
+//     all have reached raft through the consumer: the library's
+//     SetHeartbeatHandler does nothing, so there is no fast path.
+//
+// Building: with the library linked, this module's raftpb and the
+// library's generated code register the same proto.raft.v1 names in
+// protobuf-go's global registry, and protobuf-go panics at start-up on that
+// conflict (whatever -library says). Each package marshals with its own
+// descriptors and nothing here looks a type up by name, so it is harmless:
+// build with
+// -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
+// (as the Rust tests' build_go_program does) or run with
+// GOLANG_PROTOBUF_REGISTRATION_CONFLICT=ignore.
 package main
 
 import (
@@ -53,16 +109,29 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	raftgrpc "github.com/dhiaayachi/raft-grpc-transport"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 
 	"github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go/transport"
+)
+
+// The Go library: -library's one value, its module path, and the RPC
+// timeout its transports get (the stand-in's, and the relay's in the test).
+const (
+	libraryV010    = "v0.1.0"
+	libraryModule  = "github.com/dhiaayachi/raft-grpc-transport"
+	libraryTimeout = 5 * time.Second
 )
 
 func main() {
@@ -72,10 +141,12 @@ func main() {
 	timeout := flag.Duration("timeout", 100*time.Second, "overall deadline")
 	heartbeat := flag.Duration("heartbeat", 500*time.Millisecond, "raft HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout")
 	legacy := flag.Bool("legacy-fields", false, "leave out the fields the Go library lacks (snapshot_version...): the join step's membership check must then fail")
+	library := flag.String("library", "", `"v0.1.0": every node on the Go library `+libraryModule+" v0.1.0 instead of package transport")
+	padding := flag.Int("snapshot-padding", 0, "bytes appended to every FSM snapshot (and verified on restore), to make snapshots span many chunks")
 	logLevel := flag.String("log-level", "warn", "hclog level of the raft logs on stderr")
 	flag.Parse()
 
-	c, err := newCluster(*listen, *advertise, *legacy, *heartbeat, hclog.LevelFromString(*logLevel))
+	c, err := newCluster(*listen, *advertise, *library, *legacy, *padding, *heartbeat, hclog.LevelFromString(*logLevel))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		flag.Usage()
@@ -95,7 +166,9 @@ func main() {
 // cluster is the four nodes, the scenario's bookkeeping and its output.
 type cluster struct {
 	nodes     []*node
+	library   string
 	legacy    bool
+	padding   int
 	heartbeat time.Duration
 	level     hclog.Level
 	relayed   bool
@@ -110,7 +183,19 @@ type cluster struct {
 	allowed    map[string]bool
 	dials      map[string]int
 	violations []string
-	out        *json.Encoder
+	// On v0.1.0: the target addresses raft handed the transports, and
+	// the origins of the connections each node's listener accepted.
+	targets map[string]int
+	accepts map[raft.ServerID]*acceptCounts
+	strays  []string
+	out     *json.Encoder
+}
+
+// acceptCounts is what a node's listener accepted, by origin.
+type acceptCounts struct {
+	Accepted     int `json:"accepted"`
+	OtherProcess int `json:"from_other_process"`
+	ThisProcess  int `json:"from_this_process"`
 }
 
 // node is one server: the stores survive restarts, the rest is per run.
@@ -123,11 +208,20 @@ type node struct {
 	counts    *rpcCounts
 
 	fsm   *kvFSM
-	trans *countingTransport
+	trans raft.Transport
 	raft  *raft.Raft
 }
 
-func newCluster(listen, advertise string, legacy bool, heartbeat time.Duration, level hclog.Level) (*cluster, error) {
+func newCluster(listen, advertise, library string, legacy bool, padding int, heartbeat time.Duration, level hclog.Level) (*cluster, error) {
+	if library != "" && library != libraryV010 {
+		return nil, fmt.Errorf("-library: %q is not %q", library, libraryV010)
+	}
+	if library != "" && legacy {
+		return nil, errors.New("-legacy-fields is a switch of package transport; v0.1.0 lacks those fields anyway")
+	}
+	if padding < 0 {
+		return nil, fmt.Errorf("-snapshot-padding: %d is negative", padding)
+	}
 	listens := splitList(listen)
 	if len(listens) != 4 {
 		return nil, fmt.Errorf("-listen needs 4 addresses, got %d", len(listens))
@@ -140,13 +234,17 @@ func newCluster(listen, advertise string, legacy bool, heartbeat time.Duration, 
 		}
 	}
 	c := &cluster{
+		library:   library,
 		legacy:    legacy,
+		padding:   padding,
 		heartbeat: heartbeat,
 		level:     level,
 		relayed:   advertise != "",
 		started:   time.Now(),
 		allowed:   map[string]bool{},
 		dials:     map[string]int{},
+		targets:   map[string]int{},
+		accepts:   map[raft.ServerID]*acceptCounts{},
 		out:       json.NewEncoder(os.Stdout),
 	}
 	snapDir, err := os.MkdirTemp("", "raft-cluster-interop-")
@@ -224,8 +322,18 @@ func (c *cluster) run(commands int) error {
 	for _, n := range c.nodes {
 		routes[string(n.id)] = fmt.Sprintf("%s -> %s", n.advertise, n.listen)
 	}
-	c.emit(map[string]any{"step": "config", "ok": true, "mode": mode, "nodes": routes, "legacy_fields": c.legacy,
-		"heartbeat_ms": c.heartbeat.Milliseconds()})
+	config := map[string]any{"step": "config", "ok": true, "mode": mode, "nodes": routes, "legacy_fields": c.legacy,
+		"heartbeat_ms": c.heartbeat.Milliseconds(), "library": "stand-in", "snapshot_padding": c.padding}
+	if c.library == libraryV010 {
+		module, err := linkedLibrary()
+		if err != nil {
+			config["ok"], config["error"] = false, err.Error()
+			c.emit(config)
+			return err
+		}
+		config["library"], config["library_module"] = c.library, module
+	}
+	c.emit(config)
 	for _, s := range steps {
 		c.mu.Lock()
 		c.step = s.name
@@ -266,8 +374,31 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	return conf
 }
 
-// dial is every transport's dialer: it refuses addresses that are not
-// advertised, so no RPC can bypass the relay.
+// linkedLibrary is the Go library's module as linked into this binary,
+// "path@version sum"; an error unless it is exactly v0.1.0 and not
+// replaced (by a local copy, say).
+func linkedLibrary() (string, error) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", errors.New("no build information in this binary: cannot tell which " + libraryModule + " is linked")
+	}
+	for _, dep := range info.Deps {
+		if dep.Path != libraryModule {
+			continue
+		}
+		if dep.Replace != nil {
+			return "", fmt.Errorf("%s@%s is replaced by %s@%s: not the module proxy's code", dep.Path, dep.Version, dep.Replace.Path, dep.Replace.Version)
+		}
+		if dep.Version != libraryV010 {
+			return "", fmt.Errorf("%s is linked at %s, not %s", dep.Path, dep.Version, libraryV010)
+		}
+		return fmt.Sprintf("%s@%s %s", dep.Path, dep.Version, dep.Sum), nil
+	}
+	return "", errors.New(libraryModule + " is not linked into this binary")
+}
+
+// dial is every stand-in transport's dialer: it refuses addresses that are
+// not advertised, so no RPC can bypass the relay.
 func (c *cluster) dial(ctx context.Context, addr string) (net.Conn, error) {
 	c.mu.Lock()
 	ok := c.allowed[addr]
@@ -284,6 +415,64 @@ func (c *cluster) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
+// noteTarget records an address raft handed a v0.1.0 transport to call:
+// the library dials exactly that address.
+func (c *cluster) noteTarget(addr raft.ServerAddress) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.allowed[string(addr)] {
+		c.targets[string(addr)]++
+	} else {
+		c.violations = append(c.violations, string(addr))
+	}
+}
+
+// noteAccept records where a connection accepted by n's listener came
+// from: a socket of another process (the relay), or not.
+func (c *cluster) noteAccept(n *node, conn net.Conn) {
+	origin, err := connOrigin(conn)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	counts := c.accepts[n.id]
+	if counts == nil {
+		counts = &acceptCounts{}
+		c.accepts[n.id] = counts
+	}
+	counts.Accepted++
+	switch {
+	case err != nil:
+		c.strays = append(c.strays, fmt.Sprintf("%s accepted %s: origin unknown: %v", n.id, conn.RemoteAddr(), err))
+	case origin == originSelf:
+		counts.ThisProcess++
+		if c.relayed {
+			c.strays = append(c.strays, fmt.Sprintf("%s accepted %s from a socket of this process: a node bypassed the relay", n.id, conn.RemoteAddr()))
+		}
+	default:
+		counts.OtherProcess++
+		if !c.relayed {
+			c.strays = append(c.strays, fmt.Sprintf("%s accepted %s from another process, though the nodes talk directly", n.id, conn.RemoteAddr()))
+		}
+	}
+}
+
+// newTransport makes n's transport on listener, wrapped to count RPCs.
+func (c *cluster) newTransport(n *node, listener net.Listener) (raft.Transport, error) {
+	if c.library != libraryV010 {
+		inner := transport.New(listener, n.advertise, transport.Options{Timeout: 5 * time.Second, LegacyFields: c.legacy, Dial: c.dial})
+		return newCountingTransport(inner, n.counts, nil, nil), nil
+	}
+	server := grpc.NewServer()
+	inner, err := raftgrpc.NewGrpcTransport(string(n.advertise), server, raftgrpc.WithTimeout(libraryTimeout))
+	if err != nil {
+		_ = listener.Close()
+		return nil, fmt.Errorf("%s: raftgrpc.NewGrpcTransport: %w", n.id, err)
+	}
+	go func() { _ = server.Serve(originListener{Listener: listener, c: c, n: n}) }()
+	// The library's Close leaves the server to its user: stop it with
+	// the transport, so that a node shut down refuses connections.
+	return newCountingTransport(inner, n.counts, c.noteTarget, server.Stop), nil
+}
+
 // start runs a node over its stores: a new listener on its port, a new
 // transport, FSM and raft instance.
 func (c *cluster) start(n *node) error {
@@ -291,12 +480,13 @@ func (c *cluster) start(n *node) error {
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", n.id, n.listen, err)
 	}
-	inner := transport.New(listener, n.advertise, transport.Options{Timeout: 5 * time.Second, LegacyFields: c.legacy, Dial: c.dial})
-	n.trans = newCountingTransport(inner, n.counts)
-	n.fsm = newKVFSM()
+	if n.trans, err = c.newTransport(n, listener); err != nil {
+		return err
+	}
+	n.fsm = newKVFSM(c.padding)
 	r, err := raft.NewRaft(c.config(n.id), n.fsm, n.logs, n.logs, n.snaps, n.trans)
 	if err != nil {
-		_ = n.trans.Close()
+		_ = n.trans.(raft.WithClose).Close()
 		return fmt.Errorf("%s: raft.NewRaft: %w", n.id, err)
 	}
 	n.raft = r
@@ -538,7 +728,9 @@ func (c *cluster) stepJoin() (map[string]any, error) {
 	if snapIndex == 0 {
 		return nil, fmt.Errorf("%s: last_snapshot_index is 0 after the install", n4.id)
 	}
-	// Membership: exactly the four servers, real IDs, advertised addresses.
+	// Membership: exactly the four servers at their advertised addresses;
+	// real IDs on the stand-in, IDs = addresses (the legacy peers field)
+	// on v0.1.0.
 	future := n4.raft.GetConfiguration()
 	if err := future.Error(); err != nil {
 		return nil, err
@@ -548,10 +740,19 @@ func (c *cluster) stepJoin() (map[string]any, error) {
 		got = append(got, fmt.Sprintf("%s=%s/%s", s.ID, s.Address, s.Suffrage))
 	}
 	for _, n := range c.nodes {
-		want = append(want, fmt.Sprintf("%s=%s/%s", n.id, n.advertise, raft.Voter))
+		id := string(n.id)
+		if c.library == libraryV010 {
+			id = string(n.advertise)
+		}
+		want = append(want, fmt.Sprintf("%s=%s/%s", id, n.advertise, raft.Voter))
 	}
 	sort.Strings(got)
+	sort.Strings(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
+		if c.library == libraryV010 {
+			return nil, fmt.Errorf("%s's configuration is [%s], want the legacy peers outcome [%s] (v0.1.0 carries no snapshot_version, so hashicorp must rebuild the servers from the peers field, IDs = addresses)",
+				n4.id, strings.Join(got, " "), strings.Join(want, " "))
+		}
 		return nil, fmt.Errorf("%s's configuration is [%s], want [%s] (IDs equal to addresses mean the snapshot's configuration was rebuilt from the legacy peers field: snapshot_version did not arrive)",
 			n4.id, strings.Join(got, " "), strings.Join(want, " "))
 	}
@@ -563,8 +764,34 @@ func (c *cluster) stepJoin() (map[string]any, error) {
 	if configEntries != 0 {
 		return nil, fmt.Errorf("%s's log holds %d configuration entries: its membership did not come from the snapshot alone", n4.id, configEntries)
 	}
+	// The installed snapshot is whole: its size, and a restore that
+	// verified every byte (padding included).
+	snapBytes, err := latestSnapshotSize(n4.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n4.id, err)
+	}
+	if snapBytes <= int64(c.padding) {
+		return nil, fmt.Errorf("%s's snapshot is %d bytes, no more than the %d bytes of padding", n4.id, snapBytes, c.padding)
+	}
+	source := "configuration"
+	if c.library == libraryV010 {
+		source = "legacy peers"
+	}
 	return map[string]any{"node": n4.id, "install_snapshot_received": installs, "fsm_restores": n4.fsm.restores(),
-		"last_snapshot_index": snapIndex, "leader_last_index": last, "configuration": got, "fsm": d}, nil
+		"last_snapshot_index": snapIndex, "leader_last_index": last, "configuration": got, "membership_from": source,
+		"snapshot_bytes": snapBytes, "fsm": d}, nil
+}
+
+// latestSnapshotSize is the size of the newest snapshot in store.
+func latestSnapshotSize(store raft.SnapshotStore) (int64, error) {
+	metas, err := store.List()
+	if err != nil {
+		return 0, err
+	}
+	if len(metas) == 0 {
+		return 0, errors.New("no snapshot in the store")
+	}
+	return metas[0].Size, nil
 }
 
 func countConfigEntries(logs *raft.InmemStore) (int, error) {
@@ -598,12 +825,28 @@ func (c *cluster) stepTransfer() (map[string]any, error) {
 	for _, n := range c.nodes {
 		before[n.id] = n.counts.in(kindTimeoutNow)
 	}
-	if err := old.raft.LeadershipTransfer().Error(); err != nil {
+	// On v0.1.0, n4 knows no server by its ID (see the join step): the
+	// target is explicitly one of n1..n3.
+	var target *node
+	if c.library == libraryV010 {
+		for _, n := range c.nodes[:3] {
+			if n != old {
+				target = n
+				break
+			}
+		}
+		if err := old.raft.LeadershipTransferToServer(target.id, target.advertise).Error(); err != nil {
+			return nil, fmt.Errorf("LeadershipTransferToServer(%s) from %s: %w", target.id, old.id, err)
+		}
+	} else if err := old.raft.LeadershipTransfer().Error(); err != nil {
 		return nil, fmt.Errorf("LeadershipTransfer from %s: %w", old.id, err)
 	}
 	leader, err := c.waitLeader(10*time.Second, old)
 	if err != nil {
 		return nil, err
+	}
+	if target != nil && leader != target {
+		return nil, fmt.Errorf("leadership went to %s, not to the target %s", leader.id, target.id)
 	}
 	if got := leader.counts.in(kindTimeoutNow) - before[leader.id]; got == 0 {
 		return nil, fmt.Errorf("%s became leader without receiving TimeoutNow", leader.id)
@@ -625,8 +868,10 @@ func (c *cluster) stepRestart() (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One of n1..n3 (on v0.1.0 n4 knows no server by its ID, see the
+	// join step; on the stand-in this is the first follower anyway).
 	var follower *node
-	for _, n := range c.nodes {
+	for _, n := range c.nodes[:3] {
 		if n != leader {
 			follower = n
 			break
@@ -678,11 +923,18 @@ func (c *cluster) totalIn(kind string) int64 {
 	return sum
 }
 
-func (c *cluster) stepPreVote() (map[string]any, error) {
-	received, sent, denied := c.totalIn(kindPreVote), int64(0), int64(0)
+func (c *cluster) totalOut(kind string) int64 {
+	var sum int64
 	for _, n := range c.nodes {
-		sent += n.counts.out(kindPreVote)
-		denied += n.counts.out(kindPreVoteDenied)
+		sum += n.counts.out(kind)
+	}
+	return sum
+}
+
+func (c *cluster) stepPreVote() (map[string]any, error) {
+	received, sent, denied := c.totalIn(kindPreVote), c.totalOut(kindPreVote), c.totalOut(kindPreVoteDenied)
+	if c.library == libraryV010 {
+		return c.checkNoPreVote(received, sent)
 	}
 	if received == 0 {
 		return nil, fmt.Errorf("no RequestPreVote reached any node (%d sent): pre-vote was not used", sent)
@@ -690,7 +942,34 @@ func (c *cluster) stepPreVote() (map[string]any, error) {
 	return map[string]any{"observed": true, "sent": sent, "received": received, "denied_answers": denied}, nil
 }
 
+// checkNoPreVote is the pre_vote step on v0.1.0: the library has no
+// RequestPreVote, so hashicorp must not have used pre-vote, and the
+// elections ran on RequestVote alone.
+func (c *cluster) checkNoPreVote(received, sent int64) (map[string]any, error) {
+	var withPreVote []string
+	for _, n := range c.nodes {
+		if _, ok := n.trans.(raft.WithPreVote); ok {
+			withPreVote = append(withPreVote, string(n.id))
+		}
+	}
+	if len(withPreVote) != 0 {
+		return nil, fmt.Errorf("the transports of %v implement raft.WithPreVote, which v0.1.0 cannot carry", withPreVote)
+	}
+	if sent != 0 || received != 0 {
+		return nil, fmt.Errorf("RequestPreVote was used (%d sent, %d received) although no transport implements raft.WithPreVote", sent, received)
+	}
+	granted := c.totalOut(kindVoteGranted)
+	if granted == 0 {
+		return nil, fmt.Errorf("no RequestVote was granted (%d sent, %d received): the elections did not run on votes", c.totalOut(kindRequestVote), c.totalIn(kindRequestVote))
+	}
+	return map[string]any{"observed": false, "sent": sent, "received": received, "transport_has_pre_vote": false,
+		"request_votes_sent": c.totalOut(kindRequestVote), "votes_granted": granted}, nil
+}
+
 func (c *cluster) stepRPCs() (map[string]any, error) {
+	if c.library == libraryV010 {
+		return c.checkRPCsV010()
+	}
 	c.mu.Lock()
 	violations := append([]string(nil), c.violations...)
 	dials := map[string]int{}
@@ -716,6 +995,152 @@ func (c *cluster) stepRPCs() (map[string]any, error) {
 	return map[string]any{"dials": dials, "pipelined_appends_sent": pipelined}, nil
 }
 
+// checkRPCsV010 is the rpcs step on v0.1.0: the RPC kinds the library
+// carries were all received, heartbeats only through the consumer, and
+// nothing bypassed the relay (targets advertised, every accepted
+// connection from another process).
+func (c *cluster) checkRPCsV010() (map[string]any, error) {
+	c.mu.Lock()
+	violations := append([]string(nil), c.violations...)
+	strays := append([]string(nil), c.strays...)
+	targets := map[string]int{}
+	for k, v := range c.targets {
+		targets[k] = v
+	}
+	accepts := map[string]acceptCounts{}
+	for id, a := range c.accepts {
+		accepts[string(id)] = *a
+	}
+	c.mu.Unlock()
+	if len(violations) != 0 {
+		return nil, fmt.Errorf("RPCs to addresses that are not advertised: %v", violations)
+	}
+	if len(strays) != 0 {
+		return nil, fmt.Errorf("connections of unexpected origin: %v", strays)
+	}
+	for _, n := range c.nodes {
+		// Relayed, every connection comes from the relay; direct, from
+		// the other nodes, in this process (which shows the origin
+		// check can tell them apart).
+		if a := accepts[string(n.id)]; (c.relayed && a.OtherProcess == 0) || (!c.relayed && a.ThisProcess == 0) {
+			return nil, fmt.Errorf("%s's listener accepted no connection of the expected origin (relayed: %t): %+v", n.id, c.relayed, a)
+		}
+		if targets[string(n.advertise)] == 0 {
+			return nil, fmt.Errorf("no RPC was sent to %s (%s)", n.advertise, n.id)
+		}
+	}
+	for _, kind := range []string{kindAppendEntries, kindQueuedHeartbeat, kindRequestVote, kindTimeoutNow, kindInstallSnapshot} {
+		if c.totalIn(kind) == 0 {
+			return nil, fmt.Errorf("no %s RPC was received by any node", kind)
+		}
+	}
+	if fast := c.totalIn(kindHeartbeat); fast != 0 {
+		return nil, fmt.Errorf("%d heartbeats took a fast path, which v0.1.0 does not have", fast)
+	}
+	pipelined := c.totalOut(kindPipelined)
+	if pipelined == 0 {
+		return nil, errors.New("no append was pipelined")
+	}
+	return map[string]any{"targets": targets, "accepted": accepts, "pipelined_appends_sent": pipelined,
+		"heartbeats_through_consumer": c.totalIn(kindQueuedHeartbeat)}, nil
+}
+
+// --- connection origins -------------------------------------------------
+
+// originListener notes the origin of every connection it accepts.
+type originListener struct {
+	net.Listener
+	c *cluster
+	n *node
+}
+
+func (l originListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err == nil {
+		l.c.noteAccept(l.n, conn)
+	}
+	return conn, err
+}
+
+type origin int
+
+const (
+	originOther origin = iota // a socket of another process
+	originSelf                // a socket of this process
+)
+
+// connOrigin finds the socket at the other end of the loopback connection
+// conn in /proc/net/tcp{,6} (the one whose local address is conn's remote
+// and whose remote is conn's local) and tells whether this process holds
+// it (/proc/self/fd).
+func connOrigin(conn net.Conn) (origin, error) {
+	if runtime.GOOS != "linux" {
+		return 0, errors.New("needs Linux's /proc")
+	}
+	remote, ok1 := conn.RemoteAddr().(*net.TCPAddr)
+	local, ok2 := conn.LocalAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return 0, fmt.Errorf("not a TCP connection: %s", conn.RemoteAddr())
+	}
+	inode, err := socketInode(remote, local)
+	if err != nil {
+		return 0, err
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	want := "socket:[" + inode + "]"
+	for _, fd := range fds {
+		if link, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && link == want {
+			return originSelf, nil
+		}
+	}
+	return originOther, nil
+}
+
+// socketInode is the inode of the TCP socket bound to local and connected
+// to remote, from /proc/net/tcp (IPv4) or /proc/net/tcp6.
+func socketInode(local, remote *net.TCPAddr) (string, error) {
+	type table struct {
+		path          string
+		local, remote string
+	}
+	var tables []table
+	if v4 := local.IP.To4(); v4 != nil && remote.IP.To4() != nil {
+		tables = append(tables, table{"/proc/net/tcp", procAddr(v4, local.Port), procAddr(remote.IP.To4(), remote.Port)})
+	}
+	tables = append(tables, table{"/proc/net/tcp6", procAddr(local.IP.To16(), local.Port), procAddr(remote.IP.To16(), remote.Port)})
+	for _, t := range tables {
+		data, err := os.ReadFile(t.path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			f := strings.Fields(line)
+			if len(f) > 9 && strings.EqualFold(f[1], t.local) && strings.EqualFold(f[2], t.remote) {
+				if f[9] == "0" {
+					return "", fmt.Errorf("the socket %s -> %s has no inode (state %s)", local, remote, f[3])
+				}
+				return f[9], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no socket %s -> %s in /proc/net/tcp{,6}", local, remote)
+}
+
+// procAddr writes ip:port as /proc/net/tcp{,6} do: each 32-bit word of the
+// address in host byte order, then the port, all in upper-case hex.
+func procAddr(ip net.IP, port int) string {
+	var b strings.Builder
+	for i := 0; i+4 <= len(ip); i += 4 {
+		fmt.Fprintf(&b, "%08X", binary.NativeEndian.Uint32(ip[i:i+4]))
+	}
+	fmt.Fprintf(&b, ":%04X", port)
+	return b.String()
+}
+
 func (c *cluster) emitCounts() {
 	per := map[string]any{}
 	for _, n := range c.nodes {
@@ -729,11 +1154,14 @@ func (c *cluster) emitCounts() {
 
 // kvFSM applies "set KEY VALUE" commands to a map and folds every command
 // into a running SHA-256, so two FSMs are equal only if they applied the
-// same commands at the same indexes in the same order.
+// same commands at the same indexes in the same order. Its snapshots are
+// the state in JSON and a newline, then padding bytes (none by default)
+// that depend on the state and on their position, all checked on restore.
 type kvFSM struct {
 	mu       sync.Mutex
 	state    fsmState
 	restored int
+	padding  int
 }
 
 type fsmState struct {
@@ -741,6 +1169,7 @@ type fsmState struct {
 	Hash      []byte            `json:"hash"`
 	Count     uint64            `json:"count"`
 	LastIndex uint64            `json:"last_index"`
+	Padding   int               `json:"padding,omitempty"`
 }
 
 // fsmDigest is what two FSMs are compared by.
@@ -752,8 +1181,23 @@ type fsmDigest struct {
 	Keys      int    `json:"keys"`
 }
 
-func newKVFSM() *kvFSM {
-	return &kvFSM{state: fsmState{KV: map[string]string{}, Hash: make([]byte, sha256.Size)}}
+func newKVFSM(padding int) *kvFSM {
+	return &kvFSM{state: fsmState{KV: map[string]string{}, Hash: make([]byte, sha256.Size)}, padding: padding}
+}
+
+// snapshotPadding is n bytes derived from seed: block i is
+// SHA-256(seed, i), so lost, repeated or reordered bytes show.
+func snapshotPadding(seed []byte, n int) []byte {
+	out := make([]byte, 0, n+sha256.Size)
+	var block [8]byte
+	for i := uint64(0); len(out) < n; i++ {
+		binary.BigEndian.PutUint64(block[:], i)
+		h := sha256.New()
+		h.Write(seed)
+		h.Write(block[:])
+		out = h.Sum(out)
+	}
+	return out[:n]
 }
 
 func (f *kvFSM) Apply(l *raft.Log) any {
@@ -783,18 +1227,28 @@ func (f *kvFSM) Snapshot() (raft.FSMSnapshot, error) {
 		copied.KV[k] = v
 	}
 	copied.Hash = append([]byte(nil), f.state.Hash...)
+	copied.Padding = f.padding
 	return fsmSnapshot{copied}, nil
 }
 
 func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var st fsmState
-	if err := json.NewDecoder(rc).Decode(&st); err != nil {
+	dec := json.NewDecoder(rc)
+	if err := dec.Decode(&st); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
 	if st.KV == nil || len(st.Hash) != sha256.Size {
 		return errors.New("snapshot without state")
 	}
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), rc))
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	if want := append([]byte("\n"), snapshotPadding(st.Hash, st.Padding)...); !bytes.Equal(rest, want) {
+		return fmt.Errorf("snapshot: %d bytes after the state, want a newline and %d bytes of padding, or they differ", len(rest), st.Padding)
+	}
+	st.Padding = 0
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = st
@@ -832,6 +1286,7 @@ func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return err
 	}
+	buf.Write(snapshotPadding(s.state.Hash, s.state.Padding))
 	if _, err := sink.Write(buf.Bytes()); err != nil {
 		_ = sink.Cancel()
 		return err
@@ -843,11 +1298,17 @@ func (s fsmSnapshot) Release() {}
 
 // --- RPC counting ----------------------------------------------------------
 
+// The kinds counted. Sent heartbeats are Heartbeat; received ones are
+// Heartbeat when they took the transport's fast path (the heartbeat
+// handler), QueuedHeartbeat when they came through the consumer.
+// RequestVoteGranted and RequestPreVoteDenied count answers, at the sender.
 const (
 	kindAppendEntries   = "AppendEntries"
 	kindHeartbeat       = "Heartbeat"
+	kindQueuedHeartbeat = "QueuedHeartbeat"
 	kindPipelined       = "PipelinedAppend"
 	kindRequestVote     = "RequestVote"
+	kindVoteGranted     = "RequestVoteGranted"
 	kindPreVote         = "RequestPreVote"
 	kindPreVoteDenied   = "RequestPreVoteDenied"
 	kindTimeoutNow      = "TimeoutNow"
@@ -897,27 +1358,47 @@ func (r *rpcCounts) snapshot() (in, out map[string]int64) {
 	return in, out
 }
 
-// countingTransport wraps the interop transport and counts every RPC it
-// sends and every RPC its server hands to raft (through the consumer or
-// the heartbeat handler). Embedding keeps raft.WithPreVote and
-// raft.WithClose, so hashicorp still enables pre-vote and closes it.
+// countingTransport wraps any raft.Transport and counts every RPC it sends
+// and every RPC its server hands to raft (through the consumer or the
+// heartbeat handler). It implements raft.WithClose (closing the inner
+// transport when that implements it too) but not raft.WithPreVote: wrap
+// returns countingPreVoteTransport, which adds RequestPreVote, exactly when
+// the inner transport implements raft.WithPreVote, so that hashicorp
+// enables pre-vote exactly when the inner transport can carry it.
 type countingTransport struct {
-	*transport.Transport
-	counts   *rpcCounts
+	raft.Transport
+	counts *rpcCounts
+	// onTarget, when set, sees every address an RPC is sent to.
+	onTarget func(raft.ServerAddress)
+	// onClose, when set, runs after the inner transport closed.
+	onClose  func()
 	consumer chan raft.RPC
 	done     chan struct{}
 	once     sync.Once
 }
 
+// countingPreVoteTransport is countingTransport over a transport that
+// implements raft.WithPreVote.
+type countingPreVoteTransport struct {
+	*countingTransport
+	preVote raft.WithPreVote
+}
+
 var (
 	_ raft.Transport   = (*countingTransport)(nil)
-	_ raft.WithPreVote = (*countingTransport)(nil)
 	_ raft.WithClose   = (*countingTransport)(nil)
+	_ raft.WithPreVote = (*countingPreVoteTransport)(nil)
+	_ raft.WithClose   = (*countingPreVoteTransport)(nil)
 )
 
-func newCountingTransport(inner *transport.Transport, counts *rpcCounts) *countingTransport {
-	t := &countingTransport{Transport: inner, counts: counts, consumer: make(chan raft.RPC), done: make(chan struct{})}
+// newCountingTransport wraps inner; onTarget and onClose may be nil.
+func newCountingTransport(inner raft.Transport, counts *rpcCounts, onTarget func(raft.ServerAddress), onClose func()) raft.Transport {
+	t := &countingTransport{Transport: inner, counts: counts, onTarget: onTarget, onClose: onClose,
+		consumer: make(chan raft.RPC), done: make(chan struct{})}
 	go t.forward()
+	if preVote, ok := inner.(raft.WithPreVote); ok {
+		return &countingPreVoteTransport{countingTransport: t, preVote: preVote}
+	}
 	return t
 }
 
@@ -925,7 +1406,11 @@ func (t *countingTransport) forward() {
 	for {
 		select {
 		case rpc := <-t.Transport.Consumer():
-			t.counts.add(t.counts.received, kindOf(rpc.Command))
+			kind := kindOf(rpc.Command)
+			if r, ok := rpc.Command.(*raft.AppendEntriesRequest); ok && isHeartbeat(r) {
+				kind = kindQueuedHeartbeat
+			}
+			t.counts.add(t.counts.received, kind)
 			select {
 			case t.consumer <- rpc:
 			case <-t.done:
@@ -934,6 +1419,15 @@ func (t *countingTransport) forward() {
 		case <-t.done:
 			return
 		}
+	}
+}
+
+func (t *countingTransport) sendTo(target raft.ServerAddress, kind string) {
+	if t.onTarget != nil {
+		t.onTarget(target)
+	}
+	if kind != "" {
+		t.counts.add(t.counts.sent, kind)
 	}
 }
 
@@ -976,8 +1470,17 @@ func (t *countingTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
 
 // Close implements raft.WithClose.
 func (t *countingTransport) Close() error {
-	t.once.Do(func() { close(t.done) })
-	return t.Transport.Close()
+	var err error
+	t.once.Do(func() {
+		close(t.done)
+		if inner, ok := t.Transport.(raft.WithClose); ok {
+			err = inner.Close()
+		}
+		if t.onClose != nil {
+			t.onClose()
+		}
+	})
+	return err
 }
 
 // AppendEntries implements raft.Transport.
@@ -986,12 +1489,13 @@ func (t *countingTransport) AppendEntries(id raft.ServerID, target raft.ServerAd
 	if isHeartbeat(args) {
 		kind = kindHeartbeat
 	}
-	t.counts.add(t.counts.sent, kind)
+	t.sendTo(target, kind)
 	return t.Transport.AppendEntries(id, target, args, resp)
 }
 
 // AppendEntriesPipeline implements raft.Transport.
 func (t *countingTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	t.sendTo(target, "")
 	p, err := t.Transport.AppendEntriesPipeline(id, target)
 	if err != nil {
 		return nil, err
@@ -1001,14 +1505,18 @@ func (t *countingTransport) AppendEntriesPipeline(id raft.ServerID, target raft.
 
 // RequestVote implements raft.Transport.
 func (t *countingTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	t.counts.add(t.counts.sent, kindRequestVote)
-	return t.Transport.RequestVote(id, target, args, resp)
+	t.sendTo(target, kindRequestVote)
+	err := t.Transport.RequestVote(id, target, args, resp)
+	if err == nil && resp.Granted {
+		t.counts.add(t.counts.sent, kindVoteGranted)
+	}
+	return err
 }
 
 // RequestPreVote implements raft.WithPreVote.
-func (t *countingTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	t.counts.add(t.counts.sent, kindPreVote)
-	err := t.Transport.RequestPreVote(id, target, args, resp)
+func (t *countingPreVoteTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	t.sendTo(target, kindPreVote)
+	err := t.preVote.RequestPreVote(id, target, args, resp)
 	if err == nil && !resp.Granted {
 		t.counts.add(t.counts.sent, kindPreVoteDenied)
 	}
@@ -1017,13 +1525,13 @@ func (t *countingTransport) RequestPreVote(id raft.ServerID, target raft.ServerA
 
 // TimeoutNow implements raft.Transport.
 func (t *countingTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
-	t.counts.add(t.counts.sent, kindTimeoutNow)
+	t.sendTo(target, kindTimeoutNow)
 	return t.Transport.TimeoutNow(id, target, args, resp)
 }
 
 // InstallSnapshot implements raft.Transport.
 func (t *countingTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
-	t.counts.add(t.counts.sent, kindInstallSnapshot)
+	t.sendTo(target, kindInstallSnapshot)
 	return t.Transport.InstallSnapshot(id, target, args, resp, data)
 }
 

@@ -1,10 +1,12 @@
 // Command peer is the Go side of the Rust ↔ Go interop tests: a
-// hashicorp/raft node's transport (package transport, over grpc-go) that
-// either serves with the reference responder or calls a peer with every
-// RPC kind, printing a transcript of canonical JSON lines (package canon).
+// hashicorp/raft node's transport that either serves with the reference
+// responder or calls a peer with every RPC kind, printing a transcript of
+// canonical JSON lines (package canon). The transport is package transport
+// (over grpc-go, on this repository's proto/raft/v1) unless --library
+// v0.1.0 picks the real Go library (below).
 //
-//	peer serve --listen 127.0.0.1:0 --id go-server
-//	peer call  --target 127.0.0.1:7000 [--snapshot-size 67108864] [--pipeline 10000] [--oversized]
+//	peer serve --listen 127.0.0.1:0 --id go-server [--library v0.1.0]
+//	peer call  --target 127.0.0.1:7000 [--snapshot-size 67108864] [--pipeline 10000] [--oversized] [--library v0.1.0]
 //
 // serve prints "listening on ADDR", then one line per RPC answered:
 // {"rpc":…,"request":…,"response":…}. The reference responder is the one of
@@ -21,6 +23,31 @@
 // call, with "error" instead of "response" when it failed; the exit code is
 // 1 when any call failed. With --oversized it sends only one AppendEntries
 // of 5 MiB, beyond the 4 MiB limit, and one ordinary call after it.
+//
+// With --library v0.1.0 both commands use the Go library
+// github.com/dhiaayachi/raft-grpc-transport at v0.1.0 instead, which
+// numbers the request fields its own way (its proto/raft/v1/raft.proto):
+// serve registers raftgrpc.NewGrpcTransport on a grpc.NewServer served on
+// the listener (TLS flags as without it), and call uses the library's
+// client methods. The library has no RequestPreVote, so the call suite
+// leaves that one call out; it has no heartbeat fast path (its
+// SetHeartbeatHandler does nothing), so heartbeats reach the consumer and
+// the same transcript lines come from there. Its client dials insecure
+// only, so call refuses the --tls-* flags. The library carries neither
+// Log.AppendedAt, AppendEntries' Leader, nor InstallSnapshot's
+// SnapshotVersion and Leader, and its client leaves out RequestVote's
+// Candidate (its server decodes one): call's lines show the requests as
+// handed to the library, and the peer receives them with those fields
+// zero.
+//
+// Building: this module's raftpb and the library's generated code both
+// register the proto.raft.v1 names in protobuf-go's global registry, and
+// protobuf-go panics at start-up on that conflict. Each package marshals
+// with its own descriptors and nothing here looks types up by name, so the
+// conflict is harmless: build with
+// -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
+// (as the Rust tests' build_go_program does) or run with
+// GOLANG_PROTOBUF_REGISTRATION_CONFLICT=ignore.
 package main
 
 import (
@@ -38,7 +65,9 @@ import (
 	"sync"
 	"time"
 
+	raftgrpc "github.com/dhiaayachi/raft-grpc-transport"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/raft-grpc-transport/raft-grpc-transport-rs/tests/interop/go/canon"
@@ -46,6 +75,22 @@ import (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// libraryV010 is the one value of --library: the Go library's v0.1.0.
+const libraryV010 = "v0.1.0"
+
+// libraryFlag adds --library to fs.
+func libraryFlag(fs *flag.FlagSet) *string {
+	return fs.String("library", "", `"v0.1.0": use the Go library github.com/dhiaayachi/raft-grpc-transport v0.1.0 instead of package transport`)
+}
+
+// checkLibrary exits with a usage error unless library is "" or v0.1.0.
+func checkLibrary(library string) {
+	if library != "" && library != libraryV010 {
+		fmt.Fprintf(os.Stderr, "--library: %q is not %q\n", library, libraryV010)
+		os.Exit(2)
+	}
+}
 
 // out serializes transcript lines from concurrent goroutines.
 type out struct {
@@ -75,12 +120,14 @@ func main() {
 		cert := fs.String("tls-cert", "", "PEM certificate chain: serve TLS")
 		key := fs.String("tls-key", "", "PEM private key of -tls-cert")
 		clientCA := fs.String("tls-client-ca", "", "PEM roots: require client certificates (mutual TLS)")
+		library := libraryFlag(fs)
 		fs.Parse(os.Args[2:])
+		checkLibrary(*library)
 		opts := transport.Options{}
 		if *cert != "" {
 			opts.ServerCreds = serverCreds(*cert, *key, *clientCA)
 		}
-		serve(o, *listen, *id, opts)
+		serve(o, *listen, *id, opts, *library)
 	case "call":
 		fs := flag.NewFlagSet("call", flag.ExitOnError)
 		target := fs.String("target", "", "address of the peer to call")
@@ -91,7 +138,13 @@ func main() {
 		cert := fs.String("tls-cert", "", "PEM client certificate chain (mutual TLS)")
 		key := fs.String("tls-key", "", "PEM private key of -tls-cert")
 		serverName := fs.String("tls-server-name", "", "name to verify instead of the target's host")
+		library := libraryFlag(fs)
 		fs.Parse(os.Args[2:])
+		checkLibrary(*library)
+		if *library != "" && (*ca != "" || *cert != "" || *key != "" || *serverName != "") {
+			fmt.Fprintln(os.Stderr, "call: the Go library v0.1.0 dials insecure only; --tls-* cannot be used with --library")
+			os.Exit(2)
+		}
 		if *ca != "" {
 			callCreds = clientCreds(*ca, *cert, *key, *serverName)
 		}
@@ -99,7 +152,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "call: --target is required")
 			os.Exit(2)
 		}
-		os.Exit(call(o, raft.ServerAddress(*target), *snapshot, *pipeline, *oversized))
+		os.Exit(call(o, raft.ServerAddress(*target), *snapshot, *pipeline, *oversized, *library))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -152,20 +205,49 @@ func clientCreds(ca, cert, key, serverName string) credentials.TransportCredenti
 	return credentials.NewTLS(config)
 }
 
-func serve(o *out, listen, id string, opts transport.Options) {
+func serve(o *out, listen, id string, opts transport.Options, library string) {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		os.Exit(1)
 	}
 	addr := l.Addr().String()
-	t := transport.New(l, raft.ServerAddress(addr), opts)
+	var t raft.Transport
+	if library == "" {
+		t = transport.New(l, raft.ServerAddress(addr), opts)
+	} else {
+		t = serveLibrary(l, addr, opts.ServerCreds)
+	}
 	header := raft.RPCHeader{ProtocolVersion: 3, ID: []byte(id), Addr: []byte(addr)}
+	// The Go library v0.1.0 never calls the handler: there its heartbeats
+	// come through the consumer, answered and printed the same way.
 	t.SetHeartbeatHandler(func(rpc raft.RPC) { o.line(answer(rpc, header)) })
 	o.line("listening on " + addr)
 	for rpc := range t.Consumer() {
 		o.line(answer(rpc, header))
 	}
+}
+
+// serveLibrary serves the Go library v0.1.0 on l: its transport registered
+// on a gRPC server (secured by creds when not nil) that serves l.
+func serveLibrary(l net.Listener, addr string, creds credentials.TransportCredentials) raft.Transport {
+	var opts []grpc.ServerOption
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds))
+	}
+	server := grpc.NewServer(opts...)
+	t, err := raftgrpc.NewGrpcTransport(addr, server)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "raftgrpc.NewGrpcTransport:", err)
+		os.Exit(1)
+	}
+	go func() {
+		if err := server.Serve(l); err != nil {
+			fmt.Fprintln(os.Stderr, "serve:", err)
+			os.Exit(1)
+		}
+	}()
+	return t
 }
 
 // answer responds to rpc the reference way and returns its transcript line.
@@ -223,8 +305,29 @@ func patternData(size int64) string {
 	return canon.Data(size, h.Sum32())
 }
 
-func call(o *out, target raft.ServerAddress, snapshotSize int64, pipelined int, oversized bool) int {
-	t := transport.New(mustListen(), "127.0.0.1:1", transport.Options{Timeout: 30 * time.Second, ClientCreds: callCreds})
+// client is what call needs of a transport: package transport's and the
+// Go library's both have these.
+type client interface {
+	raft.Transport
+	Close() error
+}
+
+// newClient is the calling transport: package transport's, or the Go
+// library v0.1.0's (whose server is never served).
+func newClient(library string) client {
+	if library == "" {
+		return transport.New(mustListen(), "127.0.0.1:1", transport.Options{Timeout: 30 * time.Second, ClientCreds: callCreds})
+	}
+	t, err := raftgrpc.NewGrpcTransport("127.0.0.1:1", grpc.NewServer(), raftgrpc.WithTimeout(30*time.Second))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "raftgrpc.NewGrpcTransport:", err)
+		os.Exit(1)
+	}
+	return t
+}
+
+func call(o *out, target raft.ServerAddress, snapshotSize int64, pipelined int, oversized bool, library string) int {
+	t := newClient(library)
 	defer t.Close()
 	header := raft.RPCHeader{ProtocolVersion: 3, ID: []byte("go-client"), Addr: []byte("127.0.0.1:1")}
 	failed := 0
@@ -276,9 +379,12 @@ func call(o *out, target raft.ServerAddress, snapshotSize int64, pipelined int, 
 	var voteResp raft.RequestVoteResponse
 	record(vote, "", &voteResp, t.RequestVote("", target, vote, &voteResp))
 
-	preVote := &raft.RequestPreVoteRequest{RPCHeader: header, Term: 9, LastLogIndex: 17, LastLogTerm: 7}
-	var preVoteResp raft.RequestPreVoteResponse
-	record(preVote, "", &preVoteResp, t.RequestPreVote("", target, preVote, &preVoteResp))
+	// The Go library v0.1.0 has no RequestPreVote.
+	if library == "" {
+		preVote := &raft.RequestPreVoteRequest{RPCHeader: header, Term: 9, LastLogIndex: 17, LastLogTerm: 7}
+		var preVoteResp raft.RequestPreVoteResponse
+		record(preVote, "", &preVoteResp, t.(raft.WithPreVote).RequestPreVote("", target, preVote, &preVoteResp))
+	}
 
 	timeoutNow := &raft.TimeoutNowRequest{RPCHeader: header}
 	var timeoutNowResp raft.TimeoutNowResponse
@@ -309,7 +415,7 @@ func call(o *out, target raft.ServerAddress, snapshotSize int64, pipelined int, 
 	return 0
 }
 
-func runPipeline(t *transport.Transport, target raft.ServerAddress, header raft.RPCHeader, n int, record func(any, string, any, error)) error {
+func runPipeline(t raft.Transport, target raft.ServerAddress, header raft.RPCHeader, n int, record func(any, string, any, error)) error {
 	p, err := t.AppendEntriesPipeline("", target)
 	if err != nil {
 		return err
