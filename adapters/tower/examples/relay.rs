@@ -233,6 +233,9 @@ fn mount_on_tonic(listen: &str, config: Config) -> std::io::Result<GrpcTransport
                         .with_nodelay(Some(true));
                     let closed = raft.closed();
                     tonic::transport::Server::builder()
+                        // Receive windows that follow the link, as the
+                        // transport's own listener has them.
+                        .http2_adaptive_window(Some(true))
                         .add_service(raft)
                         .serve_with_incoming_shutdown(incoming, closed)
                         .await

@@ -75,6 +75,8 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
     };
     let served = tonic::transport::Server::builder()
+        // Receive windows that follow the link (see the README).
+        .http2_adaptive_window(Some(true))
         .add_service(raft)
         .add_service(health)
         .serve_with_incoming_shutdown(

@@ -26,6 +26,9 @@
 //! let consumer = transport.consumer(); // hand this to the Raft loop
 //!
 //! tonic::transport::Server::builder()
+//!     // Windows that grow with the link: without it, a snapshot or a
+//!     // pipeline moves one 1 MiB window per round trip.
+//!     .http2_adaptive_window(Some(true))
 //!     .add_service(RaftService::new(&transport))
 //!     // .add_service(your_other_service)
 //!     .serve("0.0.0.0:7000".parse()?)
@@ -42,7 +45,9 @@
 //! # What the virtual connections mean
 //!
 //! The HTTP/2 server you run owns the connections, their PINGs and their
-//! flow-control windows (configure those on it). The endpoint groups the
+//! flow-control windows (configure those on it: turn on
+//! `http2_adaptive_window`, as above, for links with a round trip of more
+//! than a millisecond or so). The endpoint groups the
 //! streams of one peer address into a virtual connection, for the
 //! per-connection memory budget and the connection limits; the address
 //! comes from tonic's `TcpConnectInfo` request extension, or from

@@ -66,6 +66,8 @@ pub fn serve(listen: &str) -> Result<(), String> {
         Server::builder()
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            // As the tonic row's server (and as the README recommends).
+            .http2_adaptive_window(Some(true))
             .max_frame_size(MAX_FRAME)
             .add_service(RaftService::new(&transport))
             .serve_with_incoming(incoming)

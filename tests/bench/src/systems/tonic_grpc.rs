@@ -246,6 +246,10 @@ pub fn serve(listen: &str, tls: bool) -> Result<(), String> {
         server
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            // Windows grow with the link (hyper's bandwidth-delay
+            // estimate), as ours do: what this crate's README recommends
+            // for a mounted service, so the same on both servers.
+            .http2_adaptive_window(Some(true))
             .max_frame_size(MAX_FRAME)
             .add_service(service)
             .serve_with_incoming(incoming)
