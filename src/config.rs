@@ -151,6 +151,9 @@ pub struct Config {
     pub max_buffered_per_connection: usize,
     /// Seed of the backoff jitter.
     pub seed: u64,
+    /// An outgoing connection without calls for this long is closed; the
+    /// next call to its peer reconnects (default `None`: never).
+    pub outgoing_idle_timeout: Option<Duration>,
     /// The field numbering of the Raft requests, sent and received (default
     /// [`WireProfile::V0_2`], the Go library v0.2.0 and later; see
     /// [`crate::profile`]).
@@ -188,6 +191,7 @@ impl Default for Config {
             request_data_timeout: Some(Duration::from_secs(30)),
             max_buffered_per_connection: 32 << 20,
             seed: 0x5eed,
+            outgoing_idle_timeout: None,
             wire_profile: WireProfile::V0_2,
         }
     }
@@ -222,6 +226,7 @@ setters!(Config {
     with_request_data_timeout => request_data_timeout: Option<Duration>,
     with_max_buffered_per_connection => max_buffered_per_connection: usize,
     with_seed => seed: u64,
+    with_outgoing_idle_timeout => outgoing_idle_timeout: Option<Duration>,
     with_wire_profile => wire_profile: WireProfile,
 });
 
@@ -248,6 +253,7 @@ impl Config {
                 timeout: self.keepalive_timeout,
             },
             https: false,
+            idle_timeout: self.outgoing_idle_timeout,
             wire_profile: self.wire_profile,
         }
     }

@@ -524,6 +524,29 @@ impl PeerPool {
         }
     }
 
+    /// Retires a peer gracefully: each of its open connections takes no new
+    /// stream and is reported as [`PoolEvent::Close`] once its open streams
+    /// are done (at once when it has none), as after a GOAWAY; connections
+    /// still being opened are closed at once. Its backoff is forgotten: a
+    /// later [`pick`](Self::pick) for it connects afresh.
+    pub fn retire_peer(&mut self, peer: &str) {
+        let Some(peer_state) = self.peers.get(peer) else {
+            return;
+        };
+        let slots = peer_state.slots.clone();
+        for slot in slots {
+            match slot {
+                SlotState::Ready { conn, .. } => self.goaway(conn),
+                SlotState::Connecting { conn, .. } => {
+                    self.conns.remove(&conn);
+                    self.events.push_back(PoolEvent::Close(conn));
+                }
+                SlotState::Idle | SlotState::Failed { .. } => {}
+            }
+        }
+        self.peers.remove(peer);
+    }
+
     /// The peers the pool knows.
     pub fn peers(&self) -> impl Iterator<Item = &str> {
         self.peers.keys().map(String::as_str)
@@ -843,6 +866,41 @@ mod tests {
             p.slot_state(PEER, 0),
             Some(SlotState::Failed { .. })
         ));
+    }
+
+    #[test]
+    fn retiring_a_peer_drains_its_connections_and_forgets_its_backoff() {
+        let now = Instant::now();
+        let mut p = pool(3);
+        let busy = connect(&mut p, Lane::Control, now);
+        p.stream_opened(busy);
+        let idle = connect(&mut p, Lane::Snapshot, now);
+        let Ok(Pick::Connect(opening)) = p.pick(PEER, Lane::Replication, now) else {
+            panic!()
+        };
+        p.retire_peer(PEER);
+        let mut closed = vec![p.poll_event(), p.poll_event()];
+        closed.sort_by_key(|e| format!("{e:?}"));
+        let mut expected = vec![
+            Some(PoolEvent::Close(idle)),
+            Some(PoolEvent::Close(opening)),
+        ];
+        expected.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(closed, expected);
+        assert_eq!(
+            p.poll_event(),
+            None,
+            "the busy connection stays while its stream runs"
+        );
+        assert_eq!(p.open_streams(busy), 1);
+        assert_eq!(p.peers().count(), 0);
+        // A later call connects afresh, beside the draining connection.
+        let Ok(Pick::Connect(fresh)) = p.pick(PEER, Lane::Control, now) else {
+            panic!()
+        };
+        assert_ne!(fresh, busy);
+        p.stream_closed(busy);
+        assert_eq!(p.poll_event(), Some(PoolEvent::Close(busy)));
     }
 
     #[test]

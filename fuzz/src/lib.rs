@@ -922,6 +922,25 @@ pub fn peer_pool(data: &[u8]) {
                 now += Duration::from_millis(u64::from(ops.byte().unwrap_or(0)) * 4);
                 pool.handle_timeout(now);
             }
+            _ if op & 0x40 != 0 => {
+                // Retired: open connections drain (closed once their
+                // streams are done), connecting ones close now.
+                let peer = usize::from(ops.byte().unwrap_or(0)) % peers.len();
+                pool.retire_peer(peers[peer]);
+                for (conn, (p, state)) in known.iter_mut() {
+                    if *p != peer {
+                        continue;
+                    }
+                    match *state {
+                        Known::Ready => *state = Known::Draining,
+                        Known::Connecting(_) => {
+                            *state = Known::Gone;
+                            streams.remove(conn);
+                        }
+                        _ => {}
+                    }
+                }
+            }
             _ => {
                 let peer = usize::from(ops.byte().unwrap_or(0)) % peers.len();
                 pool.remove_peer(peers[peer]);

@@ -124,6 +124,10 @@ pub struct ClientConfig {
     /// The driver runs TLS under every connection: requests say `:scheme
     /// https` (default false: `http`).
     pub https: bool,
+    /// An established connection without calls for this long is closed;
+    /// the next call to its peer reconnects (default `None`: never; a
+    /// server may close it first: ours sends GOAWAY after 10 minutes).
+    pub idle_timeout: Option<Duration>,
     /// The numbering requests are sent in (default [`WireProfile::V0_2`]).
     /// Under [`WireProfile::V0_1`], RequestPreVote calls fail at once with
     /// [`TransportError::PreVoteUnsupported`].
@@ -142,6 +146,7 @@ crate::config::setters!(ClientConfig {
     with_snapshot_stall_timeout => snapshot_stall_timeout: Duration,
     with_keepalive => keepalive: KeepaliveConfig,
     with_https => https: bool,
+    with_idle_timeout => idle_timeout: Option<Duration>,
     with_wire_profile => wire_profile: WireProfile,
 });
 
@@ -480,6 +485,9 @@ struct Connection {
     liveness: Option<Liveness>,
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, as last reported.
     max_streams: Option<u32>,
+    /// Since when the established connection has had no stream (`None`
+    /// while it has one, or before it is established).
+    idle_since: Option<Instant>,
 }
 
 /// The client side of the transport for every peer. See the module docs
@@ -583,7 +591,18 @@ impl ClientEndpoint {
             let busy = self.pool.open_streams(*id) > 0;
             c.liveness.as_ref()?.poll_timeout(busy, timeout)
         });
-        calls.chain(conns).chain(self.pool.poll_timeout()).min()
+        let idle = self.config.idle_timeout.and_then(|timeout| {
+            self.conns
+                .values()
+                .filter_map(|c| c.idle_since)
+                .min()
+                .map(|since| since + timeout)
+        });
+        calls
+            .chain(conns)
+            .chain(self.pool.poll_timeout())
+            .chain(idle)
+            .min()
     }
 
     // ---- application commands ----
@@ -899,21 +918,23 @@ impl ClientEndpoint {
         self.drain_pool_events(now);
     }
 
-    /// Forgets a peer: its connections are closed and its calls fail with
-    /// `UNAVAILABLE`.
+    /// Removes a peer (one that left the cluster, say): its connections
+    /// take no new call and close once the calls on them are done (at once
+    /// when they have none); those calls finish as they would have. Calls
+    /// started later, and calls still waiting for a connection, connect
+    /// afresh; the peer's reconnect backoff is forgotten.
     pub fn remove_peer(&mut self, peer: &str, now: Instant) {
-        let ids: Vec<CallId> = self
-            .calls
+        let conns: Vec<ConnId> = self
+            .conns
             .iter()
-            .filter(|(_, r)| r.peer == peer)
+            .filter(|(_, c)| c.peer == peer)
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
-            let status = Status::new(Code::Unavailable, format!("peer {peer} removed"));
-            self.end_locally(id, TransportError::Status(status), now);
-        }
-        self.pool.remove_peer(peer);
+        self.pool.retire_peer(peer);
         self.drain_pool_events(now);
+        for conn in conns {
+            self.replace_waiters(conn, now);
+        }
     }
 
     // ---- driver inputs: connections ----
@@ -961,6 +982,7 @@ impl ClientEndpoint {
             return;
         };
         if liveness.ping_acked(now, interval) {
+            c.idle_since = Some(now);
             let max_streams = c.max_streams;
             self.pool.connected(conn, max_streams, now);
             self.replace_waiters(conn, now);
@@ -1102,6 +1124,20 @@ impl ClientEndpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.pool.handle_timeout(now);
         self.drain_pool_events(now);
+        if let Some(timeout) = self.config.idle_timeout {
+            let idle: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.idle_since.is_some_and(|since| now >= since + timeout))
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in idle {
+                // No stream: retired, it closes at once and its slot
+                // reconnects on next use.
+                self.pool.goaway(conn);
+                self.drain_pool_events(now);
+            }
+        }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             let busy = self.pool.open_streams(conn) > 0;
@@ -1306,6 +1342,9 @@ impl ClientEndpoint {
         match self.pool.pick(&record.peer, record.lane, now) {
             Ok(Pick::Ready(conn)) => {
                 self.pool.stream_opened(conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.idle_since = None;
+                }
                 let interval = self.keepalive_interval(conn);
                 if let Some(liveness) = self.conns.get_mut(&conn).and_then(|c| c.liveness.as_mut())
                 {
@@ -1344,6 +1383,7 @@ impl ClientEndpoint {
                         peer: peer.clone(),
                         liveness: None,
                         max_streams: None,
+                        idle_since: None,
                     },
                 );
                 self.outputs.push_back(ClientOutput::Connect { conn, peer });
@@ -1478,6 +1518,11 @@ impl ClientEndpoint {
             self.calls.remove(&id);
             if let Some(conn) = conn {
                 self.pool.stream_closed(conn);
+                if self.pool.open_streams(conn) == 0 {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.idle_since.get_or_insert(now);
+                    }
+                }
                 self.drain_pool_events(now);
                 self.replace_waiters(conn, now);
             }

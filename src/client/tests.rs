@@ -638,3 +638,75 @@ fn v0_1_requests_to_a_v0_2_server_fail_with_internal() {
     assert_eq!(status.code(), Code::Internal, "{status}");
     assert!(link.served.is_empty());
 }
+
+#[test]
+fn removing_a_peer_lets_its_calls_finish_then_closes_and_forgets_it() {
+    let mut link = Link::new(ClientConfig::default());
+    link.answer = false;
+    let vote = link.vote();
+    assert_eq!(
+        link.outputs
+            .iter()
+            .filter(|o| o.starts_with("open"))
+            .count(),
+        1
+    );
+    link.client.remove_peer(PEER, link.now);
+    link.run();
+    assert!(
+        !link.outputs.contains(&"close".to_string()),
+        "{:?}",
+        link.outputs
+    );
+    // The vote is answered: it completes, then its connection closes.
+    link.answer = true;
+    link.run();
+    assert!(
+        matches!(link.completed(vote)[..], [Ok(_)]),
+        "{:?}",
+        link.events
+    );
+    assert_eq!(link.outputs.last().map(String::as_str), Some("close"));
+    // A later call connects afresh.
+    let connects = link
+        .outputs
+        .iter()
+        .filter(|o| o.starts_with("connect"))
+        .count();
+    let again = link.vote();
+    assert!(matches!(link.completed(again)[..], [Ok(_)]));
+    assert_eq!(
+        link.outputs
+            .iter()
+            .filter(|o| o.starts_with("connect"))
+            .count(),
+        connects + 1
+    );
+}
+
+#[test]
+fn an_idle_connection_closes_after_the_idle_timeout_and_only_then() {
+    let idle = Duration::from_secs(30);
+    let mut link = Link::new(ClientConfig::default().with_idle_timeout(Some(idle)));
+    let vote = link.vote();
+    assert!(matches!(link.completed(vote)[..], [Ok(_)]));
+    let idle_from = link.now;
+    assert_eq!(link.client.poll_timeout(), Some(idle_from + idle));
+    link.advance(idle - Duration::from_secs(1));
+    assert!(!link.outputs.contains(&"close".to_string()));
+    // A call in between restarts the clock.
+    let vote = link.vote();
+    assert!(matches!(link.completed(vote)[..], [Ok(_)]));
+    let idle_from = link.now;
+    link.advance(idle - Duration::from_secs(1));
+    assert!(!link.outputs.contains(&"close".to_string()));
+    link.advance(Duration::from_secs(1));
+    assert_eq!(link.now, idle_from + idle);
+    assert_eq!(link.outputs.last().map(String::as_str), Some("close"));
+    assert_eq!(link.client.poll_timeout(), None);
+    // Without the option, never.
+    let mut link = Link::new(ClientConfig::default());
+    link.vote();
+    link.advance(Duration::from_secs(3600));
+    assert!(!link.outputs.contains(&"close".to_string()));
+}

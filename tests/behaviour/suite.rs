@@ -845,3 +845,92 @@ fn dropping_the_last_handle_closes_the_connections() {
         server.close().await;
     });
 }
+
+/// Waits until `open` reads `n` (at most 5 s); returns what it last read.
+async fn wait_for_open(open: &std::sync::atomic::AtomicUsize, n: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        let now_open = open.load(std::sync::atomic::Ordering::SeqCst);
+        if now_open == n || start.elapsed() > Duration::from_secs(5) {
+            return now_open;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn removing_a_peer_closes_its_connections_once_their_calls_are_done() {
+    block_on(async {
+        let server = bind_server("127.0.0.1:0", Config::default())
+            .await
+            .unwrap();
+        // Votes are held until released; everything else is answered.
+        let (release, released) = async_channel::bounded::<()>(1);
+        let consumer = server.consumer();
+        let header = RpcHeader::new(3, "server", server.local_addr().to_owned());
+        spawn(async move {
+            while let Some(rpc) = consumer.recv().await {
+                if matches!(rpc.request, RaftRequest::RequestVote(_)) {
+                    let _ = released.recv().await;
+                }
+                raft_grpc_transport_api::reference::answer(rpc, header.clone()).await;
+            }
+        });
+        let (addr, open) = counting_proxy(server.local_addr().to_owned());
+        let client = client(Config::default());
+        // A replication connection, idle once its call is answered, and
+        // the control connection, busy with a held vote.
+        client.append_entries(&addr, append(1, 10)).await.unwrap();
+        let vote = spawn_task({
+            let (client, addr) = (client.clone(), addr.clone());
+            async move {
+                let vote = RequestVoteRequest {
+                    term: 4,
+                    ..Default::default()
+                };
+                client.request_vote(&addr, vote).await
+            }
+        });
+        assert_eq!(wait_for_open(&open, 2).await, 2);
+        sleep(Duration::from_millis(100)).await;
+
+        client.remove_peer(&addr);
+        assert_eq!(wait_for_open(&open, 1).await, 1, "the idle connection closed");
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            open.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the vote's connection stays while the vote runs"
+        );
+        release.send(()).await.unwrap();
+        assert!(vote.await.unwrap().granted, "the call in flight finished");
+        assert_eq!(wait_for_open(&open, 0).await, 0, "then its connection closed");
+
+        // A later call connects afresh.
+        client.append_entries(&addr, heartbeat()).await.unwrap();
+        assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 1);
+        client.close().await;
+        server.close().await;
+    });
+}
+
+#[test]
+fn idle_outgoing_connections_close_after_the_idle_timeout() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let (addr, open) = counting_proxy(server.local_addr().to_owned());
+        let idle = Duration::from_millis(300);
+        let client = client(Config::default().with_outgoing_idle_timeout(Some(idle)));
+        client.append_entries(&addr, heartbeat()).await.unwrap();
+        client.append_entries(&addr, append(1, 10)).await.unwrap();
+        let idle_from = Instant::now();
+        assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(wait_for_open(&open, 0).await, 0, "both idle connections closed");
+        assert!(idle_from.elapsed() >= idle - Duration::from_millis(50));
+        // The next call reconnects.
+        client.append_entries(&addr, heartbeat()).await.unwrap();
+        assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 1);
+        client.close().await;
+        server.close().await;
+    });
+}

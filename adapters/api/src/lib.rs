@@ -403,6 +403,11 @@ pub trait Transport: Send + Sync {
         String::from_utf8_lossy(peer).into_owned()
     }
 
+    /// Removes a peer that left the cluster: its connections take no new
+    /// call and close once the calls on them are done; a later call to it
+    /// connects afresh, without the reconnect backoff it had.
+    fn remove_peer(&self, target: &str);
+
     /// Closes the transport. Idempotent.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }

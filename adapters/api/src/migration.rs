@@ -275,6 +275,12 @@ impl<P: Transport, S: Transport> Transport for MigrationTransport<P, S> {
         self.primary.decode_peer(peer)
     }
 
+    /// Removes the peer from both transports.
+    fn remove_peer(&self, target: &str) {
+        self.primary.remove_peer(target);
+        self.secondary.remove_peer(target);
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.primary.close().await;

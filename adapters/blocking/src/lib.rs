@@ -469,6 +469,12 @@ impl<T: Transport> Blocking<T> {
         self.inner.decode_peer(peer)
     }
 
+    /// Removes a peer that left the cluster: its connections close once
+    /// the calls on them are done; a later call to it connects afresh.
+    pub fn remove_peer(&self, target: &str) {
+        self.inner.remove_peer(target);
+    }
+
     /// Closes the transport. Idempotent.
     pub fn close(&self) {
         block_on(self.inner.close());

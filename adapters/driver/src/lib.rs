@@ -453,6 +453,16 @@ impl<R: Runtime> GrpcTransport<R> {
         }
     }
 
+    /// Removes a peer that left the cluster: its connections take no new
+    /// call and close once the calls on them are done (at once when idle);
+    /// a later call to it connects afresh, without the reconnect backoff it
+    /// had.
+    pub fn remove_peer(&self, target: &str) {
+        self.inner
+            .client
+            .update(|s, now| s.endpoint.remove_peer(target, now));
+    }
+
     /// Closes the transport: pending and later calls fail with
     /// [`TransportError::Shutdown`], the listener stops, connections close
     /// gracefully, RPCs the server still holds (queued for the consumer or
@@ -738,6 +748,10 @@ impl<R: Runtime> Transport for GrpcTransport<R> {
 
     async fn append_entries_pipeline(&self, target: &str) -> Result<Pipeline<R>, TransportError> {
         GrpcTransport::append_entries_pipeline(self, target).await
+    }
+
+    fn remove_peer(&self, target: &str) {
+        GrpcTransport::remove_peer(self, target)
     }
 
     async fn close(&self) {
