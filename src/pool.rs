@@ -199,6 +199,23 @@ pub enum SlotState {
     },
 }
 
+/// The connections the pool holds for one peer (see
+/// [`PeerPool::peer_connections`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerConnections {
+    /// Its slots, in lane order (control first, snapshot last); empty for a
+    /// peer the pool does not know.
+    pub slots: Vec<SlotState>,
+    /// Its connections that take no new stream and close once their
+    /// streams are done (after a GOAWAY, or a retired peer's).
+    pub draining: usize,
+    /// Consecutive failed connects (0 once one succeeds).
+    pub failures: u32,
+    /// Why the last connect failed, while failures last.
+    pub last_error: Option<Status>,
+}
+
 #[derive(Debug)]
 struct Peer {
     slots: Vec<SlotState>,
@@ -545,6 +562,30 @@ impl PeerPool {
             }
         }
         self.peers.remove(peer);
+    }
+
+    /// What the pool holds for `peer`: its slots, its connections draining
+    /// after a GOAWAY or a retirement, and its connect failures.
+    pub fn peer_connections(&self, peer: &str) -> PeerConnections {
+        let draining = self
+            .conns
+            .values()
+            .filter(|(p, info)| p == peer && info.draining_streams.is_some())
+            .count();
+        match self.peers.get(peer) {
+            Some(state) => PeerConnections {
+                slots: state.slots.clone(),
+                draining,
+                failures: state.failures,
+                last_error: state.last_error.clone(),
+            },
+            None => PeerConnections {
+                slots: Vec::new(),
+                draining,
+                failures: 0,
+                last_error: None,
+            },
+        }
     }
 
     /// The peers the pool knows.

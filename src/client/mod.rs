@@ -527,6 +527,34 @@ pub struct ClientEndpoint {
     events: VecDeque<ClientEvent>,
     /// Sent with every request.
     metadata: http::HeaderMap,
+    /// gRPC bytes (framed messages) sent to and received from each peer.
+    traffic: HashMap<String, (u64, u64)>,
+}
+
+/// What the endpoint holds for one peer and what went through it: see
+/// [`ClientEndpoint::peer_stats`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The peer's address.
+    pub peer: String,
+    /// Its connections: each pool slot's state (connecting, ready with its
+    /// open streams, failed until a retry time), the ones draining, and its
+    /// consecutive connect failures with the last one's error.
+    pub connections: crate::pool::PeerConnections,
+    /// Calls to it not yet completed: unary calls and snapshots (each
+    /// pipeline counts once, whatever its appends in flight).
+    pub calls_in_flight: usize,
+    /// AppendEntries pipelines open to it.
+    pub pipelines: usize,
+    /// Appends in flight on those pipelines.
+    pub appends_in_flight: usize,
+    /// Bytes of gRPC messages (length-prefixed) sent to it.
+    pub bytes_sent: u64,
+    /// Bytes of gRPC messages received from it.
+    pub bytes_received: u64,
+    /// The snapshots being sent to it, and how far each got.
+    pub snapshots: Vec<SnapshotProgress>,
 }
 
 impl ClientEndpoint {
@@ -544,6 +572,7 @@ impl ClientEndpoint {
             next_call: 1,
             closed: false,
             metadata: http::HeaderMap::new(),
+            traffic: HashMap::new(),
             outputs: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -918,6 +947,55 @@ impl ClientEndpoint {
         self.drain_pool_events(now);
     }
 
+    /// Every peer the endpoint holds connections, calls or traffic counts
+    /// for, by address.
+    pub fn peer_stats(&self, now: Instant) -> Vec<PeerStats> {
+        let mut peers: Vec<&str> = self
+            .pool
+            .peers()
+            .chain(self.calls.values().map(|r| r.peer.as_str()))
+            .chain(self.traffic.keys().map(String::as_str))
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+            .into_iter()
+            .map(|peer| {
+                let mut stats = PeerStats {
+                    peer: peer.to_owned(),
+                    connections: self.pool.peer_connections(peer),
+                    calls_in_flight: 0,
+                    pipelines: 0,
+                    appends_in_flight: 0,
+                    bytes_sent: 0,
+                    bytes_received: 0,
+                    snapshots: Vec::new(),
+                };
+                if let Some(&(sent, received)) = self.traffic.get(peer) {
+                    stats.bytes_sent = sent;
+                    stats.bytes_received = received;
+                }
+                for (id, record) in self.calls.iter().filter(|(_, r)| r.peer == peer) {
+                    if record.reported {
+                        continue;
+                    }
+                    stats.calls_in_flight += 1;
+                    match &record.kind {
+                        Kind::Pipeline { window, .. } => {
+                            stats.pipelines += 1;
+                            stats.appends_in_flight += window.in_flight();
+                        }
+                        Kind::Snapshot { .. } => {
+                            stats.snapshots.extend(self.snapshot_progress(*id, now));
+                        }
+                        Kind::Unary { .. } => {}
+                    }
+                }
+                stats
+            })
+            .collect()
+    }
+
     /// Removes a peer (one that left the cluster, say): its connections
     /// take no new call and close once the calls on them are done (at once
     /// when they have none); those calls finish as they would have. Calls
@@ -931,6 +1009,7 @@ impl ClientEndpoint {
             .map(|(id, _)| *id)
             .collect();
         self.pool.retire_peer(peer);
+        self.traffic.remove(peer);
         self.drain_pool_events(now);
         for conn in conns {
             self.replace_waiters(conn, now);
@@ -1075,6 +1154,13 @@ impl ClientEndpoint {
         let Some(record) = self.calls.get_mut(&call) else {
             return;
         };
+        match self.traffic.get_mut(&record.peer) {
+            Some(traffic) => traffic.1 += data.len() as u64,
+            None => {
+                self.traffic
+                    .insert(record.peer.clone(), (0, data.len() as u64));
+            }
+        }
         if let Some(conn) = record.conn {
             if !data.is_empty() {
                 self.outputs.push_back(ClientOutput::ReleaseCapacity {
@@ -1209,6 +1295,14 @@ impl ClientEndpoint {
         let record = self.calls.get_mut(&call)?;
         record.conn?;
         let transmit = record.call.poll_transmit(capacity);
+        if let Some(ClientTransmit::Data { data, .. }) = &transmit {
+            if let Some(traffic) = self.traffic.get_mut(&record.peer) {
+                traffic.0 += data.len() as u64;
+            } else {
+                self.traffic
+                    .insert(record.peer.clone(), (data.len() as u64, 0));
+            }
+        }
         if let (Some(ClientTransmit::Data { data, .. }), Kind::Snapshot { stall, .. }) =
             (&transmit, &mut record.kind)
         {

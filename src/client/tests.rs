@@ -710,3 +710,68 @@ fn an_idle_connection_closes_after_the_idle_timeout_and_only_then() {
     link.advance(Duration::from_secs(3600));
     assert!(!link.outputs.contains(&"close".to_string()));
 }
+
+#[test]
+fn peer_stats_show_connections_calls_bytes_and_failures() {
+    let mut link = Link::new(ClientConfig::default());
+    assert!(link.client.peer_stats(link.now).is_empty());
+    let vote = link.vote();
+    assert!(matches!(link.completed(vote)[..], [Ok(_)]));
+    let [stats] = &link.client.peer_stats(link.now)[..] else {
+        panic!()
+    };
+    assert_eq!(stats.peer, PEER);
+    let request = RequestVoteRequest {
+        term: 3,
+        ..Default::default()
+    };
+    let response = crate::reference::response(
+        &RaftRequest::RequestVote(request.clone()),
+        RpcHeader::default(),
+        None,
+    );
+    assert_eq!(stats.bytes_sent, 5 + request.encoded_len() as u64);
+    let framed_response = response.encode(&MessageEncoder::default()).unwrap();
+    assert_eq!(stats.bytes_received, framed_response.len() as u64);
+    assert_eq!(stats.calls_in_flight, 0);
+    assert!(matches!(
+        stats.connections.slots[0],
+        crate::pool::SlotState::Ready { streams: 0, .. }
+    ));
+    assert_eq!(stats.connections.failures, 0);
+
+    // A call and a pipeline in flight.
+    link.answer = false;
+    link.vote();
+    let pipeline = link.client.open_pipeline(PEER, link.now);
+    link.run();
+    link.client.append(pipeline, &append(1), link.now).unwrap();
+    link.run();
+    let stats = &link.client.peer_stats(link.now)[0];
+    assert_eq!(
+        (
+            stats.calls_in_flight,
+            stats.pipelines,
+            stats.appends_in_flight
+        ),
+        (2, 1, 1)
+    );
+
+    // A peer that cannot be reached: its failure and error.
+    let mut link = Link::new(ClientConfig::default());
+    link.accept = false;
+    link.vote();
+    let conn = link.client.conns.keys().copied().next().unwrap();
+    link.client
+        .handle_connect_failed(conn, "connection refused", link.now);
+    let stats = &link.client.peer_stats(link.now)[0];
+    assert_eq!(stats.connections.failures, 1);
+    assert!(
+        stats
+            .connections
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.message().contains("connection refused")),
+        "{stats:?}"
+    );
+}

@@ -934,3 +934,51 @@ fn idle_outgoing_connections_close_after_the_idle_timeout() {
         server.close().await;
     });
 }
+
+#[test]
+fn stats_show_each_peers_connections_traffic_and_errors() {
+    block_on(async {
+        let server = served(Config::default()).await;
+        let target = server.local_addr().to_owned();
+        let client = client(Config::default());
+        assert!(client.stats().is_empty());
+        client.append_entries(&target, heartbeat()).await.unwrap();
+        client
+            .append_entries(&target, append(1, 100_000))
+            .await
+            .unwrap();
+        let stats = client.stats();
+        let [peer] = &stats[..] else {
+            panic!("{stats:?}")
+        };
+        assert_eq!(peer.peer, target);
+        assert!(peer.bytes_sent > 100_000, "{peer:?}");
+        assert!(peer.bytes_received > 0 && peer.bytes_received < 1_000, "{peer:?}");
+        assert_eq!(peer.calls_in_flight, 0);
+        let ready = peer
+            .connections
+            .slots
+            .iter()
+            .filter(|s| matches!(s, raft_grpc_transport::pool::SlotState::Ready { .. }))
+            .count();
+        assert_eq!(ready, 2, "control and one replication connection: {peer:?}");
+
+        // A peer that refuses connections.
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().to_string()
+        };
+        assert!(client.append_entries(&closed, heartbeat()).await.is_err());
+        let stats = client.stats();
+        let refused = stats.iter().find(|p| p.peer == closed).expect("listed");
+        assert_eq!(refused.connections.failures, 1, "{refused:?}");
+        assert!(refused.connections.last_error.is_some(), "{refused:?}");
+        assert_eq!((refused.bytes_sent, refused.bytes_received), (0, 0));
+
+        // Removed, the peer is forgotten once its connections closed.
+        client.remove_peer(&closed);
+        assert!(client.stats().iter().all(|p| p.peer != closed));
+        client.close().await;
+        server.close().await;
+    });
+}

@@ -201,6 +201,12 @@ impl Blocking<GrpcTransport> {
     pub fn snapshot_progress(&self) -> Vec<SnapshotProgress> {
         self.inner.snapshot_progress()
     }
+
+    /// Per peer: connections, calls in flight, bytes each way, snapshots
+    /// (see [`GrpcTransport::stats`]).
+    pub fn stats(&self) -> Vec<raft_grpc_transport::client::PeerStats> {
+        self.inner.stats()
+    }
 }
 
 /// One incoming RPC, with its snapshot data (for InstallSnapshot) as a

@@ -72,7 +72,7 @@ use bytes::BytesMut;
 use event_listener::Event;
 use futures_io::AsyncRead;
 use futures_lite::AsyncReadExt;
-use raft_grpc_transport::client::{AppendError, CallId, OutgoingRpc, UnaryRequest};
+use raft_grpc_transport::client::{AppendError, CallId, OutgoingRpc, PeerStats, UnaryRequest};
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
@@ -401,6 +401,16 @@ impl<R: Runtime> GrpcTransport<R> {
                 format!("unexpected {} for this call", other.proto_name()),
             ))),
         }
+    }
+
+    /// Per peer, by address: its connections (each slot's state, those
+    /// draining, connect failures and the last error), calls and pipelines
+    /// in flight, gRPC bytes each way, and the snapshots being sent to it
+    /// with their progress.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        self.inner
+            .client
+            .read(|s| s.endpoint.peer_stats(std::time::Instant::now()))
     }
 
     /// How far the snapshots being sent to peers got.
