@@ -380,6 +380,7 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
             return;
         }
         Some(Err(detail)) => {
+            crate::observe::connect_failed(&peer, &detail);
             shared.update(|s, now| {
                 s.conns.remove(&conn);
                 s.endpoint.handle_connect_failed(conn, &detail, now);
@@ -388,6 +389,7 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
         }
         Some(Ok(pair)) => pair,
     };
+    crate::observe::connected(&peer);
     shared.update(|s, now| s.endpoint.handle_connected(conn, now));
     let mut driver = Connection {
         conn,
@@ -407,6 +409,7 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
             Turn::Yield => shared.runtime.yield_now().await,
         }
     };
+    crate::observe::connection_lost(&peer, lost.as_deref());
     shared.update(|s, now| {
         s.conns.remove(&conn);
         if let Some(detail) = lost {
@@ -782,7 +785,10 @@ fn apply(endpoint: &mut ClientEndpoint, conn: ConnId, input: Input, now: Instant
         Input::End(call) => endpoint.handle_response_end(call, now),
         Input::Refused(call) => endpoint.handle_stream_refused(call, now),
         Input::Reset(call, code) => endpoint.handle_stream_reset(call, code, now),
-        Input::GoAway(code) => endpoint.handle_goaway(conn, code, now),
+        Input::GoAway(code) => {
+            crate::observe::goaway_received(conn, code);
+            endpoint.handle_goaway(conn, code, now)
+        }
         Input::PingAck => endpoint.handle_ping_ack(conn, now),
         Input::MaxStreams(max) => endpoint.handle_max_streams(conn, max, now),
     }

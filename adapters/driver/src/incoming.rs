@@ -44,7 +44,13 @@ fn make_rpc(shared: &Arc<ServerShared>, state: &mut ServerState, incoming: Incom
         _ => None,
     };
     let answers = shared.clone();
+    let trace = crate::observe::IncomingCall::delivered(
+        incoming.peer.remote_addr,
+        &incoming.request,
+        false,
+    );
     let responder = Responder::new(move |result| {
+        trace.answered(result.as_ref().err());
         answers.update(|s, now| s.endpoint.respond(id, result, now).is_ok())
     });
     Rpc::new(incoming.request, responder, snapshot).with_peer(incoming.peer)

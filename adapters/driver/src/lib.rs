@@ -49,6 +49,7 @@ mod h2_error;
 pub mod hosted;
 mod incoming;
 pub mod inmem;
+mod observe;
 pub mod runtime;
 mod server;
 #[cfg(feature = "tls")]
@@ -66,18 +67,20 @@ pub use server::PipelineHandler;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use event_listener::Event;
 use futures_io::AsyncRead;
 use futures_lite::AsyncReadExt;
 use raft_grpc_transport::client::{AppendError, CallId, OutgoingRpc, PeerStats, UnaryRequest};
+use raft_grpc_transport::head::RpcMethod;
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     RaftResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
     RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
+use raft_grpc_transport::pool::Lane;
 use raft_grpc_transport::snapshot::SnapshotProgress;
 use raft_grpc_transport::{Code, Status};
 
@@ -258,6 +261,13 @@ impl<R: Runtime> GrpcTransport<R> {
         rpc: OutgoingRpc,
     ) -> Result<RaftResponse, TransportError> {
         let (tx, rx) = async_channel::bounded(1);
+        let trace = observe::OutgoingCall::start(
+            target,
+            rpc.method(),
+            // The core puts heartbeats, alone of AppendEntries, on the
+            // control lane.
+            rpc.method() == RpcMethod::AppendEntries && rpc.lane() == Lane::Control,
+        );
         let call = self.inner.client.update(|s, now| {
             let call = s.endpoint.start_rpc(target, rpc, now);
             s.calls.insert(call, tx);
@@ -266,7 +276,9 @@ impl<R: Runtime> GrpcTransport<R> {
         let guard = CancelOnDrop::new(&self.inner.client, call);
         let result = rx.recv().await;
         guard.disarm();
-        result.unwrap_or(Err(TransportError::Shutdown))
+        let result = result.unwrap_or(Err(TransportError::Shutdown));
+        trace.finish(result.as_ref().err());
+        result
     }
 
     /// Sends a unary request and returns its typed response.
@@ -326,6 +338,8 @@ impl<R: Runtime> GrpcTransport<R> {
         let (tx, rx) = async_channel::bounded(1);
         let wants = Arc::new(Event::new());
         let client = &self.inner.client;
+        let trace = observe::OutgoingCall::start(target, RpcMethod::InstallSnapshot, false);
+        let (total, mut sent) = (meta.size, 0u64);
         let call = client.update(|s, now| {
             let call = s.endpoint.start_snapshot(target, meta, now);
             s.calls.insert(call, tx);
@@ -383,6 +397,8 @@ impl<R: Runtime> GrpcTransport<R> {
                     client.update(|s, now| {
                         let _ = s.endpoint.push_snapshot_data(call, chunk, now);
                     });
+                    trace.snapshot_progress(sent, sent + n as u64, total);
+                    sent += n as u64;
                 }
                 Err(e) => {
                     let status =
@@ -394,13 +410,16 @@ impl<R: Runtime> GrpcTransport<R> {
         }
         let result = rx.recv().await;
         guard.disarm();
-        match result.unwrap_or(Err(TransportError::Shutdown))? {
-            RaftResponse::InstallSnapshot(response) => Ok(response),
-            other => Err(TransportError::Status(Status::new(
+        let result = match result.unwrap_or(Err(TransportError::Shutdown)) {
+            Ok(RaftResponse::InstallSnapshot(response)) => Ok(response),
+            Ok(other) => Err(TransportError::Status(Status::new(
                 Code::Internal,
                 format!("unexpected {} for this call", other.proto_name()),
             ))),
-        }
+            Err(error) => Err(error),
+        };
+        trace.finish(result.as_ref().err());
+        result
     }
 
     /// Per peer, by address: its connections (each slot's state, those
@@ -447,6 +466,8 @@ impl<R: Runtime> GrpcTransport<R> {
             id,
             appended,
             ready,
+            trace: observe::PipelineTrace::open(target),
+            appends: AtomicU64::new(0),
         };
         loop {
             let listener = pipeline.ready.listen();
@@ -669,6 +690,9 @@ pub struct Pipeline<R: Runtime> {
     id: CallId,
     appended: async_channel::Receiver<(u64, Result<AppendEntriesResponse, TransportError>)>,
     ready: Arc<Event>,
+    trace: observe::PipelineTrace,
+    /// Appends accepted, for the trace.
+    appends: AtomicU64,
 }
 
 impl<R: Runtime> std::fmt::Debug for Pipeline<R> {
@@ -692,7 +716,10 @@ impl<R: Runtime> Pipeline<R> {
                 (result, closed)
             });
             match result {
-                (Ok(seq), _) => return Ok(seq),
+                (Ok(seq), _) => {
+                    self.appends.fetch_add(1, Ordering::Relaxed);
+                    return Ok(seq);
+                }
                 (Err(AppendError::Full), _) => listener.await,
                 (Err(AppendError::Closed(error)), _) => return Err(error),
                 (Err(AppendError::TooLarge(status)), _) => {
@@ -721,10 +748,13 @@ impl<R: Runtime> Pipeline<R> {
 
 impl<R: Runtime> Drop for Pipeline<R> {
     fn drop(&mut self) {
-        self.client.update(|s, now| {
+        let closed = self.client.update(|s, now| {
             s.endpoint.close_pipeline(self.id, now);
-            s.pipelines.remove(&self.id);
+            s.pipelines.remove(&self.id).and_then(|p| p.closed)
         });
+        let error = closed.filter(|e| *e != TransportError::PipelineShutdown);
+        self.trace
+            .end(self.appends.load(Ordering::Relaxed), error.as_ref());
     }
 }
 

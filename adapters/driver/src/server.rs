@@ -212,7 +212,13 @@ impl ServerShared {
             let Some((handler, id, request, peer)) = deferred.heartbeats.pop() else {
                 return;
             };
+            let trace = crate::observe::IncomingCall::delivered(
+                peer.remote_addr,
+                &raft_grpc_transport::message::RaftRequest::AppendEntries(request.clone()),
+                true,
+            );
             let result = handler(&request, &peer).map(RaftResponse::AppendEntries);
+            trace.answered(result.as_ref().err());
             let mut state = self.lock();
             let _ = state.endpoint.respond(id, result, Instant::now());
             let more = self.dispatch(state, None);
@@ -484,14 +490,18 @@ async fn accept_loop<R: Runtime>(runtime: &R, shared: &Arc<ServerShared>, listen
         .await;
         match accepted {
             None => return,
-            Some(Ok((io, remote))) => runtime.spawn(serve_connection(
-                runtime.clone(),
-                shared.clone(),
-                R::into_h2(io),
-                Some(remote),
-            )),
+            Some(Ok((io, remote))) => {
+                crate::observe::accepted(Some(remote));
+                runtime.spawn(serve_connection(
+                    runtime.clone(),
+                    shared.clone(),
+                    R::into_h2(io),
+                    Some(remote),
+                ))
+            }
             // Out of file descriptors, say: wait a little, keep serving.
-            Some(Err(_)) => {
+            Some(Err(error)) => {
+                crate::observe::accept_failed(&error);
                 runtime
                     .sleep_until(Instant::now() + Duration::from_millis(10))
                     .await
@@ -548,6 +558,7 @@ pub(crate) async fn serve_connection<R: Runtime>(
         }
         // Not TLS or not HTTP/2: drop this connection only.
         Some(Err(detail)) => {
+            crate::observe::handshake_failed(remote, &detail);
             shared.update(|s, now| {
                 s.conns.remove(&conn);
                 s.endpoint.handle_connection_lost(conn, &detail, now);
