@@ -66,7 +66,9 @@
 //!   `prev_log_entry` 0. With 0 entries it is a heartbeat.
 //! * `request-vote`, `request-pre-vote`, `timeout-now`: one call.
 //! * `install-snapshot`: streams `--snapshot-size BYTES` (default 1 MiB) of
-//!   generated data, never holding more than a chunk of it in memory.
+//!   generated data, never holding more than a chunk of it in memory. When
+//!   stderr is a terminal a progress line there shows the bytes sent, the
+//!   rate and the time left; otherwise nothing is added.
 //! * `pipeline`: opens an AppendEntries pipeline and sends `--count M`
 //!   (default 10) appends, append k carrying one entry of index k (of
 //!   `--entry-size` bytes) after `prev_log_entry` k-1; prints the M
@@ -85,7 +87,8 @@
 //! Everything runs under `futures_lite::future::block_on`; the transport's
 //! own tasks run on smol's global executor.
 
-use std::io::Write;
+use std::future::Future;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use bytes::Bytes;
@@ -459,6 +462,51 @@ async fn serve(listen: &str, id: &str, tls: &TlsFiles, profile: WireProfile) -> 
     ExitCode::SUCCESS
 }
 
+/// Runs `install` and, when stderr is a terminal, redraws a progress line
+/// there (bytes sent, rate, time left) every 200 ms from the transport's
+/// snapshot progress, erased at the end. Off a terminal it adds nothing.
+async fn with_progress_bar<T>(client: &GrpcTransport, install: impl Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return install.await;
+    }
+    let draw = async {
+        loop {
+            smol::Timer::after(std::time::Duration::from_millis(200)).await;
+            if let Some(progress) = client.snapshot_progress().first() {
+                let _ = write!(std::io::stderr(), "\r{}", progress_line(progress));
+            }
+        }
+    };
+    let result = future::or(install, draw).await;
+    let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    result
+}
+
+/// `[#########           ] 45.0 MiB / 100.0 MiB  512.3 MiB/s  0:00 left`.
+fn progress_line(progress: &raft_grpc_transport::snapshot::SnapshotProgress) -> String {
+    const WIDTH: u64 = 30;
+    const MIB: f64 = (1u64 << 20) as f64;
+    let filled = (progress.bytes * WIDTH)
+        .checked_div(progress.total)
+        .unwrap_or(WIDTH);
+    let rate = progress.bytes_per_second();
+    let left = if rate > 0.0 {
+        (progress.total.saturating_sub(progress.bytes) as f64 / rate) as u64
+    } else {
+        0
+    };
+    format!(
+        "[{}{}] {:.1} MiB / {:.1} MiB  {:.1} MiB/s  {}:{:02} left",
+        "#".repeat(filled as usize),
+        " ".repeat(WIDTH.saturating_sub(filled) as usize),
+        progress.bytes as f64 / MIB,
+        progress.total as f64 / MIB,
+        rate / MIB,
+        left / 60,
+        left % 60,
+    )
+}
+
 async fn run_call(call: &Call) -> ExitCode {
     let config = Config::default().with_wire_profile(call.profile);
     let mut builder = GrpcTransport::builder("client", config);
@@ -547,8 +595,9 @@ async fn run_call(call: &Call) -> ExitCode {
                         )
                         .await
                         .map(|r| Json::new().header(&r.header).end()),
-                    RpcKind::InstallSnapshot => client
-                        .install_snapshot(
+                    RpcKind::InstallSnapshot => with_progress_bar(
+                        &client,
+                        client.install_snapshot(
                             target,
                             InstallSnapshotRequest {
                                 header: header.clone(),
@@ -559,15 +608,16 @@ async fn run_call(call: &Call) -> ExitCode {
                             },
                             // Generated on the fly: nothing is held in memory.
                             io::repeat(0x5a).take(call.snapshot_size),
-                        )
-                        .await
-                        .map(|r| {
-                            Json::new()
-                                .header(&r.header)
-                                .u64("term", r.term)
-                                .bool("success", r.success)
-                                .end()
-                        }),
+                        ),
+                    )
+                    .await
+                    .map(|r| {
+                        Json::new()
+                            .header(&r.header)
+                            .u64("term", r.term)
+                            .bool("success", r.success)
+                            .end()
+                    }),
                     RpcKind::Pipeline => unreachable!("handled above"),
                 };
                 report(line);

@@ -136,7 +136,14 @@ fn serve_and_call_every_rpc() {
     }
 
     let args = ["--rpc", "install-snapshot", "--snapshot-size", "5000000"];
-    let out = lines(&call(node, &addr, &args), &args);
+    let output = call(node, &addr, &args);
+    // Off a terminal, no progress line: stderr stays empty.
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = lines(&output, &args);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_fields(&out[0], &[&header, r#""term":1,"#, r#""success":true"#]);
 
@@ -453,4 +460,38 @@ fn serve_and_call_over_mutual_tls() {
     );
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read --tls-ca"));
+}
+
+/// On a terminal, `install-snapshot` draws its progress on stderr. The
+/// terminal is a pseudo-terminal from util-linux's `script`; without it the
+/// test says so and checks nothing.
+#[test]
+fn install_snapshot_shows_progress_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to make a pseudo-terminal");
+        return;
+    }
+    let node = node_binary();
+    let (server, addr) = serve(node, "srv");
+    // stderr to the terminal, stdout (the JSON line) away.
+    let command = format!(
+        "{} call --target {addr} --rpc install-snapshot --snapshot-size 800000000 2>&1 >/dev/null",
+        node.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run `script`");
+    assert!(output.status.success(), "{output:?}");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let line = shown
+        .split('\r')
+        .find(|l| l.starts_with('[') && l.contains(" MiB / 762.9 MiB "))
+        .unwrap_or_else(|| panic!("no progress line in {shown:?}"));
+    assert!(
+        line.contains(" MiB/s ") && line.ends_with(" left"),
+        "{line:?}"
+    );
+    drop(server);
 }
