@@ -46,7 +46,7 @@ fn make_rpc(shared: &Arc<ServerShared>, state: &mut ServerState, incoming: Incom
     let answers = shared.clone();
     let trace = crate::observe::IncomingCall::delivered(
         incoming.peer.remote_addr,
-        &incoming.request,
+        crate::observe::request_method(&incoming.request),
         false,
     );
     let responder = Responder::new(move |result| {

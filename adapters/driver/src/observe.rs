@@ -33,8 +33,7 @@ use raft_grpc_transport_api::TransportError;
 pub(crate) const SNAPSHOT_PROGRESS_STEP: u64 = 64 << 20;
 
 /// The method a request travels as (pipelined appends say AppendEntries).
-#[cfg(feature = "tracing")]
-fn request_method(request: &RaftRequest) -> RpcMethod {
+pub(crate) fn request_method(request: &RaftRequest) -> RpcMethod {
     match request {
         RaftRequest::AppendEntries(_) => RpcMethod::AppendEntries,
         RaftRequest::RequestVote(_) => RpcMethod::RequestVote,
@@ -182,6 +181,20 @@ impl PipelineTrace {
     }
 }
 
+/// A peer's socket address as a span field: the address, or nothing.
+#[cfg(feature = "tracing")]
+struct Remote(Option<std::net::SocketAddr>);
+
+#[cfg(feature = "tracing")]
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One incoming RPC, from its delivery to its answer.
 pub(crate) struct IncomingCall {
     #[cfg(feature = "tracing")]
@@ -191,20 +204,22 @@ pub(crate) struct IncomingCall {
 }
 
 impl IncomingCall {
-    /// `request` from `peer` is handed to the application.
+    /// A request of `method` from `peer` is handed to the application
+    /// (`heartbeat`: to the heartbeat handler).
     pub(crate) fn delivered(
         peer: Option<std::net::SocketAddr>,
-        request: &RaftRequest,
+        method: RpcMethod,
         heartbeat: bool,
     ) -> IncomingCall {
         #[cfg(feature = "tracing")]
         {
-            let method = request_method(request).name();
-            let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+            let method = method.name();
+            // Formatted only if a subscriber records the span.
+            let peer = Remote(peer);
             let span = if heartbeat {
                 tracing::trace_span!(
                     "raft_grpc.incoming",
-                    peer,
+                    peer = %peer,
                     method,
                     heartbeat,
                     code = tracing::field::Empty,
@@ -213,7 +228,7 @@ impl IncomingCall {
             } else {
                 tracing::info_span!(
                     "raft_grpc.incoming",
-                    peer,
+                    peer = %peer,
                     method,
                     code = tracing::field::Empty,
                     duration_us = tracing::field::Empty
@@ -226,7 +241,7 @@ impl IncomingCall {
         }
         #[cfg(not(feature = "tracing"))]
         {
-            let _ = (peer, request, heartbeat);
+            let _ = (peer, method, heartbeat);
             IncomingCall {}
         }
     }

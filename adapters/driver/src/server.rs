@@ -214,7 +214,7 @@ impl ServerShared {
             };
             let trace = crate::observe::IncomingCall::delivered(
                 peer.remote_addr,
-                &raft_grpc_transport::message::RaftRequest::AppendEntries(request.clone()),
+                raft_grpc_transport::head::RpcMethod::AppendEntries,
                 true,
             );
             let result = handler(&request, &peer).map(RaftResponse::AppendEntries);
