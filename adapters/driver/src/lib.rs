@@ -67,7 +67,7 @@ pub use server::PipelineHandler;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 use event_listener::Event;
@@ -467,7 +467,6 @@ impl<R: Runtime> GrpcTransport<R> {
             appended,
             ready,
             trace: observe::PipelineTrace::open(target),
-            appends: AtomicU64::new(0),
         };
         loop {
             let listener = pipeline.ready.listen();
@@ -691,8 +690,6 @@ pub struct Pipeline<R: Runtime> {
     appended: async_channel::Receiver<(u64, Result<AppendEntriesResponse, TransportError>)>,
     ready: Arc<Event>,
     trace: observe::PipelineTrace,
-    /// Appends accepted, for the trace.
-    appends: AtomicU64,
 }
 
 impl<R: Runtime> std::fmt::Debug for Pipeline<R> {
@@ -717,7 +714,7 @@ impl<R: Runtime> Pipeline<R> {
             });
             match result {
                 (Ok(seq), _) => {
-                    self.appends.fetch_add(1, Ordering::Relaxed);
+                    self.trace.appended();
                     return Ok(seq);
                 }
                 (Err(AppendError::Full), _) => listener.await,
@@ -753,8 +750,7 @@ impl<R: Runtime> Drop for Pipeline<R> {
             s.pipelines.remove(&self.id).and_then(|p| p.closed)
         });
         let error = closed.filter(|e| *e != TransportError::PipelineShutdown);
-        self.trace
-            .end(self.appends.load(Ordering::Relaxed), error.as_ref());
+        self.trace.end(error.as_ref());
     }
 }
 

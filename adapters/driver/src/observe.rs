@@ -47,8 +47,10 @@ pub(crate) fn request_method(request: &RaftRequest) -> RpcMethod {
 pub(crate) struct OutgoingCall {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    /// When it started; `None` when no subscriber wants its span (then
+    /// nothing more is done for it).
     #[cfg(feature = "tracing")]
-    started: Instant,
+    started: Option<Instant>,
     #[cfg(feature = "tracing")]
     heartbeat: bool,
 }
@@ -87,8 +89,8 @@ impl OutgoingCall {
                 )
             };
             OutgoingCall {
+                started: (!span.is_disabled()).then(Instant::now),
                 span,
-                started: Instant::now(),
                 heartbeat,
             }
         }
@@ -104,7 +106,10 @@ impl OutgoingCall {
     pub(crate) fn snapshot_progress(&self, before: u64, sent: u64, total: u64) {
         #[cfg(feature = "tracing")]
         if sent / SNAPSHOT_PROGRESS_STEP != before / SNAPSHOT_PROGRESS_STEP || sent == total {
-            let elapsed = self.started.elapsed().as_secs_f64();
+            let Some(started) = self.started else {
+                return;
+            };
+            let elapsed = started.elapsed().as_secs_f64();
             let rate = if elapsed > 0.0 {
                 sent as f64 / elapsed
             } else {
@@ -127,8 +132,11 @@ impl OutgoingCall {
     pub(crate) fn finish(self, error: Option<&TransportError>) {
         #[cfg(feature = "tracing")]
         {
+            let Some(started) = self.started else {
+                return;
+            };
             let code = error.map_or(Code::Ok, TransportError::code);
-            let duration_us = self.started.elapsed().as_micros() as u64;
+            let duration_us = started.elapsed().as_micros() as u64;
             self.span.record("code", code.as_str());
             self.span.record("duration_us", duration_us);
             self.span.in_scope(|| match error {
@@ -146,6 +154,9 @@ impl OutgoingCall {
 pub(crate) struct PipelineTrace {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    /// Appends accepted.
+    #[cfg(feature = "tracing")]
+    appends: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineTrace {
@@ -156,7 +167,10 @@ impl PipelineTrace {
             let span =
                 tracing::info_span!("raft_grpc.pipeline", peer, appends = tracing::field::Empty);
             span.in_scope(|| tracing::debug!("pipeline open"));
-            PipelineTrace { span }
+            PipelineTrace {
+                span,
+                appends: std::sync::atomic::AtomicU64::new(0),
+            }
         }
         #[cfg(not(feature = "tracing"))]
         {
@@ -165,11 +179,18 @@ impl PipelineTrace {
         }
     }
 
-    /// It ended after `appends` appends; `error` is what ended it, if not
-    /// its caller.
-    pub(crate) fn end(&self, appends: u64, error: Option<&TransportError>) {
+    /// An append was accepted.
+    pub(crate) fn appended(&self) {
+        #[cfg(feature = "tracing")]
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// It ended; `error` is what ended it, if not its caller.
+    pub(crate) fn end(&self, error: Option<&TransportError>) {
         #[cfg(feature = "tracing")]
         {
+            let appends = self.appends.load(std::sync::atomic::Ordering::Relaxed);
             self.span.record("appends", appends);
             self.span.in_scope(|| match error {
                 None => tracing::info!(appends, "pipeline closed"),
@@ -177,7 +198,7 @@ impl PipelineTrace {
             });
         }
         #[cfg(not(feature = "tracing"))]
-        let _ = (appends, error);
+        let _ = error;
     }
 }
 
@@ -199,8 +220,10 @@ impl std::fmt::Display for Remote {
 pub(crate) struct IncomingCall {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    /// When it started; `None` when no subscriber wants its span (then
+    /// nothing more is done for it).
     #[cfg(feature = "tracing")]
-    started: Instant,
+    started: Option<Instant>,
 }
 
 impl IncomingCall {
@@ -235,8 +258,8 @@ impl IncomingCall {
                 )
             };
             IncomingCall {
+                started: (!span.is_disabled()).then(Instant::now),
                 span,
-                started: Instant::now(),
             }
         }
         #[cfg(not(feature = "tracing"))]
@@ -250,10 +273,13 @@ impl IncomingCall {
     pub(crate) fn answered(self, status: Option<&Status>) {
         #[cfg(feature = "tracing")]
         {
+            let Some(started) = self.started else {
+                return;
+            };
             let code = status.map_or(Code::Ok, Status::code);
             self.span.record("code", code.as_str());
             self.span
-                .record("duration_us", self.started.elapsed().as_micros() as u64);
+                .record("duration_us", started.elapsed().as_micros() as u64);
             self.span.in_scope(|| match status {
                 None => tracing::debug!("answered"),
                 Some(status) => tracing::info!(%status, "answered with an error"),
