@@ -271,4 +271,32 @@ fn calls_connections_snapshots_and_pipelines_are_traced() {
         "{refused:?}"
     );
     assert!(!capture.events("accepted").is_empty());
+
+    // Bytes that are not HTTP/2: the server's handshake fails, at warn.
+    {
+        use std::io::Write;
+        let mut garbage = std::net::TcpStream::connect(&target).unwrap();
+        garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert!(eventually(|| !capture
+            .events("incoming handshake failed")
+            .is_empty()));
+        let failed = &capture.events("incoming handshake failed")[0];
+        assert_eq!(failed.level, Level::WARN);
+        assert!(failed.fields["detail"].contains("HTTP/2"), "{failed:?}");
+    }
+
+    // The server closes (GOAWAY on connections without streams, which h2
+    // reports as their end): the client's connections to it end.
+    block_on(server.close());
+    assert!(eventually(|| {
+        let ended = [
+            capture.events("connection closed"),
+            capture.events("connection lost"),
+        ];
+        ended
+            .iter()
+            .flatten()
+            .any(|e| e.fields.get("peer") == Some(&target))
+    }));
+    block_on(client.close());
 }
