@@ -465,19 +465,27 @@ async fn serve(listen: &str, id: &str, tls: &TlsFiles, profile: WireProfile) -> 
 /// Runs `install` and, when stderr is a terminal, redraws a progress line
 /// there (bytes sent, rate, time left) every 200 ms from the transport's
 /// snapshot progress, erased at the end. Off a terminal it adds nothing.
+/// The line is drawn from a thread of its own: the snapshot's sending loop
+/// does not yield while the connection takes its data as fast as it comes.
 async fn with_progress_bar<T>(client: &GrpcTransport, install: impl Future<Output = T>) -> T {
     if !std::io::stderr().is_terminal() {
         return install.await;
     }
-    let draw = async {
-        loop {
-            smol::Timer::after(std::time::Duration::from_millis(200)).await;
-            if let Some(progress) = client.snapshot_progress().first() {
-                let _ = write!(std::io::stderr(), "\r{}", progress_line(progress));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drawer = {
+        let (client, done) = (client.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if let Some(progress) = client.snapshot_progress().first() {
+                    let _ = write!(std::io::stderr(), "\r{}", progress_line(progress));
+                }
             }
-        }
+        })
     };
-    let result = future::or(install, draw).await;
+    let result = install.await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = drawer.join();
     let _ = write!(std::io::stderr(), "\r\x1b[2K");
     result
 }
