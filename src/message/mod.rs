@@ -571,12 +571,18 @@ impl RaftMessage for AppendEntriesRequest {
             WireProfile::V0_2 => Self::decode(buf),
             WireProfile::V0_1 => {
                 let wire: wire::v0_1::AppendEntriesRequest = decode_wire(Self::PROTO_NAME, buf)?;
+                // v0.1's Log has no field 6: an appended_at there is an
+                // unknown field, ignored as protobuf ignores any.
+                let entry = |wire: wire::Log| Log {
+                    appended_at: None,
+                    ..Log::from(wire)
+                };
                 Ok(AppendEntriesRequest {
                     header: RpcHeader::from_wire(wire.header),
                     term: wire.term,
                     prev_log_entry: wire.prev_log_entry,
                     prev_log_term: wire.prev_log_term,
-                    entries: wire.entries.into_iter().map(Log::from).collect(),
+                    entries: wire.entries.into_iter().map(entry).collect(),
                     leader_commit_index: wire.leader_commit_index,
                     leader: Bytes::new(),
                 })
