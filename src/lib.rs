@@ -48,6 +48,7 @@
 //!   statuses and trailers, request and response heads and method routing,
 //!   `grpc-timeout`, binary metadata, HTTP/2 error codes and settings;
 //! * [`flow`]: receive windows sized from a bandwidth-delay estimate;
+//! * [`record`]: what an endpoint counts of its calls for RPC metrics;
 //! * [`config`]: every knob, and the one place its default is written;
 //!   [`error`]: [`TransportError`], the typed outcome of a failed call;
 //!   [`mod@reference`]: the reference answers `node serve` gives.
@@ -263,6 +264,7 @@ pub mod metadata;
 pub mod pipeline;
 pub mod pool;
 pub mod profile;
+pub mod record;
 pub mod reference;
 pub mod server;
 pub mod snapshot;

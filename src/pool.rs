@@ -276,6 +276,38 @@ impl PeerPool {
         }
     }
 
+    /// The lanes slot `slot` of a peer carries, as a metrics label:
+    /// `"control"`, `"replication"`, `"snapshot"`, or the lanes it shares
+    /// joined by `+` (`"replication+snapshot"` with two slots per peer,
+    /// `"control+replication+snapshot"` with one).
+    ///
+    /// ```
+    /// use raft_grpc_transport::pool::{PeerPool, PoolConfig};
+    ///
+    /// let pool = PeerPool::new(PoolConfig::default().with_slots_per_peer(3));
+    /// assert_eq!(pool.slot_lanes(0), "control");
+    /// assert_eq!(pool.slot_lanes(2), "snapshot");
+    /// let pool = PeerPool::new(PoolConfig::default().with_slots_per_peer(2));
+    /// assert_eq!(pool.slot_lanes(1), "replication+snapshot");
+    /// ```
+    pub fn slot_lanes(&self, slot: usize) -> &'static str {
+        let carries = |lane| self.lane_slots(lane).contains(&slot);
+        match (
+            carries(Lane::Control),
+            carries(Lane::Replication),
+            carries(Lane::Snapshot),
+        ) {
+            (true, true, true) => "control+replication+snapshot",
+            (true, true, false) => "control+replication",
+            (true, false, true) => "control+snapshot",
+            (true, false, false) => "control",
+            (false, true, true) => "replication+snapshot",
+            (false, true, false) => "replication",
+            (false, false, true) => "snapshot",
+            (false, false, false) => "none",
+        }
+    }
+
     /// Chooses the connection for a call to `peer` on `lane`.
     ///
     /// Fails fast with `UNAVAILABLE` when none of the lane's slots is ready

@@ -118,6 +118,7 @@ use crate::head::{RequestRejection, RpcMethod, trailers_only};
 use crate::heartbeat::is_heartbeat;
 use crate::message::{AppendEntriesRequest, RaftRequest, RaftResponse};
 use crate::pool::ConnId;
+use crate::record::RpcRecord;
 use crate::status::{Code, Status};
 
 /// Configuration of a [`ServerEndpoint`]. Its defaults are the transport's
@@ -496,6 +497,19 @@ struct Stream {
     /// incomplete messages, and of decoded requests and chunks it holds.
     held_partial: usize,
     held_decoded: usize,
+    /// What was recorded of it (with records on, for a call to a method
+    /// of the service).
+    record: Option<StreamRecord>,
+}
+
+/// What the endpoint recorded of one stream so far.
+#[derive(Debug)]
+struct StreamRecord {
+    method: RpcMethod,
+    opened: Instant,
+    received: u64,
+    sent: u64,
+    handled: bool,
 }
 
 impl Stream {
@@ -571,6 +585,8 @@ pub struct ServerEndpoint {
     /// whether a `process` is draining them.
     retry: VecDeque<StreamId>,
     retrying: bool,
+    /// Records for RPC metrics, when asked for (see [`crate::record`]).
+    records: Option<VecDeque<RpcRecord>>,
 }
 
 /// An optional [`Authorizer`], printable.
@@ -607,6 +623,7 @@ impl ServerEndpoint {
             authorizer: AuthorizerSlot::default(),
             retry: VecDeque::new(),
             retrying: false,
+            records: None,
         }
     }
 
@@ -637,6 +654,24 @@ impl ServerEndpoint {
     /// consumer queue.
     pub fn set_pipelines_apart(&mut self, on: bool) {
         self.config.pipelines_apart = on;
+    }
+
+    /// Records every call to a method of the service for RPC metrics from
+    /// now on (`false`: stops, and drops the records not yet taken); see
+    /// [`crate::record`]. Off by default: an endpoint nobody asks for
+    /// records keeps none.
+    pub fn set_rpc_records(&mut self, on: bool) {
+        match (on, self.records.is_some()) {
+            (true, false) => self.records = Some(VecDeque::new()),
+            (false, true) => self.records = None,
+            _ => {}
+        }
+    }
+
+    /// The next record for RPC metrics (see
+    /// [`set_rpc_records`](Self::set_rpc_records)), oldest first.
+    pub fn poll_rpc_record(&mut self) -> Option<RpcRecord> {
+        self.records.as_mut()?.pop_front()
     }
 
     /// The next instruction for the driver.
@@ -847,6 +882,19 @@ impl ServerEndpoint {
             self.events
                 .push_back(ServerEvent::PipelineOpened { pipeline: id });
         }
+        let record = match &mut self.records {
+            Some(records) => RpcMethod::from_path(head.uri.path()).ok().map(|method| {
+                records.push_back(RpcRecord::Started { method });
+                StreamRecord {
+                    method,
+                    opened: now,
+                    received: 0,
+                    sent: 0,
+                    handled: false,
+                }
+            }),
+            None => None,
+        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.streams.insert(id);
             c.idle_since = None;
@@ -872,6 +920,7 @@ impl ServerEndpoint {
                 waiting_since: None,
                 held_partial: 0,
                 held_decoded: 0,
+                record,
             },
         );
         self.process(id, now);
@@ -1391,6 +1440,7 @@ impl ServerEndpoint {
             self.outputs
                 .push_back(ServerOutput::Transmit { conn, stream: id });
         }
+        note_progress(&mut self.records, s, now);
         // A reader that has not seen how its snapshot ended keeps the
         // record (not the stream) alive until it does, or goes.
         let reader_waits = s
@@ -1576,7 +1626,19 @@ impl ServerEndpoint {
 
     /// Forgets a stream that is over.
     fn forget(&mut self, id: StreamId, now: Instant) {
-        if let Some(s) = self.streams.remove(&id) {
+        if let Some(mut s) = self.streams.remove(&id) {
+            note_progress(&mut self.records, &mut s, now);
+            if let (Some(records), Some(r)) = (&mut self.records, &s.record) {
+                if !r.handled {
+                    // Cannot happen: a stream is forgotten once its call is
+                    // finished, with its status decided.
+                    records.push_back(RpcRecord::Handled {
+                        method: r.method,
+                        code: Code::Unknown,
+                        duration: now.saturating_duration_since(r.opened),
+                    });
+                }
+            }
             if let Some(c) = self.conns.get_mut(&s.conn) {
                 c.streams.remove(&id);
                 c.held_partial = c.held_partial.saturating_sub(s.held_partial);
@@ -1597,6 +1659,33 @@ impl ServerEndpoint {
             }
         }
         self.blocked.retain(|b| *b != id);
+    }
+}
+
+/// Records what `s` did since its last record: messages in and out, and
+/// its status once it is decided (see [`crate::record`]).
+fn note_progress(records: &mut Option<VecDeque<RpcRecord>>, s: &mut Stream, now: Instant) {
+    let (Some(records), Some(r)) = (records.as_mut(), s.record.as_mut()) else {
+        return;
+    };
+    let (received, sent) = (s.call.messages_received(), s.call.messages_sent());
+    if received > r.received || sent > r.sent {
+        records.push_back(RpcRecord::Messages {
+            method: r.method,
+            received: received - r.received,
+            sent: sent - r.sent,
+        });
+        (r.received, r.sent) = (received, sent);
+    }
+    if !r.handled {
+        if let Some(code) = s.call.final_code() {
+            r.handled = true;
+            records.push_back(RpcRecord::Handled {
+                method: r.method,
+                code,
+                duration: now.saturating_duration_since(r.opened),
+            });
+        }
     }
 }
 
@@ -1824,6 +1913,151 @@ mod tests {
             ],
             "once per stream"
         );
+    }
+
+    fn records(server: &mut ServerEndpoint) -> Vec<RpcRecord> {
+        std::iter::from_fn(|| server.poll_rpc_record()).collect()
+    }
+
+    /// The records, with durations left out (they are checked apart).
+    fn counted(server: &mut ServerEndpoint) -> Vec<(RpcMethod, &'static str, u64, u64)> {
+        records(server)
+            .into_iter()
+            .map(|r| match r {
+                RpcRecord::Started { method } => (method, "started", 0, 0),
+                RpcRecord::Messages {
+                    method,
+                    received,
+                    sent,
+                } => (method, "messages", received, sent),
+                RpcRecord::Handled { method, code, .. } => (method, code.as_str(), 0, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rpc_records_count_calls_messages_and_codes_of_the_services_methods_only() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        // Off by default: nothing is kept.
+        let stream = unary_vote(&mut server, conn, 1, now);
+        let rpc = server.poll_rpc(now).unwrap();
+        server.respond(rpc.id, granted(1), now).unwrap();
+        wire(&mut server, stream, now);
+        assert_eq!(server.poll_rpc_record(), None);
+
+        server.set_rpc_records(true);
+        server.set_authorizer(Some(Arc::new(
+            |request: &AuthorizationRequest<'_>| match request.method {
+                RpcMethod::TimeoutNow => Err(Status::new(Code::PermissionDenied, "no transfers")),
+                _ => Ok(()),
+            },
+        )));
+        // A vote answered 250 ms after its head.
+        let stream = unary_vote(&mut server, conn, 2, now);
+        let rpc = server.poll_rpc(now).unwrap();
+        let later = now + Duration::from_millis(250);
+        server.respond(rpc.id, granted(2), later).unwrap();
+        assert_eq!(wire(&mut server, stream, later).1, Some(Status::ok()));
+        let got = records(&mut server);
+        let (handled, rest) = got.split_last().unwrap();
+        assert_eq!(
+            *handled,
+            RpcRecord::Handled {
+                method: RpcMethod::RequestVote,
+                code: Code::Ok,
+                duration: Duration::from_millis(250),
+            }
+        );
+        assert_eq!(
+            rest[0],
+            RpcRecord::Started {
+                method: RpcMethod::RequestVote
+            }
+        );
+        let messages = rest[1..]
+            .iter()
+            .map(|r| match r {
+                RpcRecord::Messages { received, sent, .. } => (*received, *sent),
+                other => panic!("only messages between start and end: {other:?}"),
+            })
+            .fold((0, 0), |(r, s), (a, b)| (r + a, s + b));
+        assert_eq!(messages, (1, 1), "one message each way");
+        // Refused by the authorizer: started and handled at once.
+        open(&mut server, conn, RpcMethod::TimeoutNow, None, now);
+        assert_eq!(
+            counted(&mut server),
+            vec![
+                (RpcMethod::TimeoutNow, "started", 0, 0),
+                (RpcMethod::TimeoutNow, "PERMISSION_DENIED", 0, 0)
+            ]
+        );
+        // A path that names no method of the service makes no record.
+        let mut head = RequestHead::new(RpcMethod::RequestVote, Authority::from_static("me"), None)
+            .to_request()
+            .into_parts()
+            .0;
+        head.uri = "/proto.raft.v1.RaftTransportService/Nope".parse().unwrap();
+        let unknown = server.handle_request_head(conn, &head, now);
+        assert_eq!(
+            wire(&mut server, unknown, now).1.map(|s| s.code()),
+            Some(Code::Unimplemented)
+        );
+        assert_eq!(server.poll_rpc_record(), None);
+        // A pipeline: each append's messages as they go, then its end.
+        let pipeline = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        for index in 1..=3 {
+            server.handle_data(pipeline, framed(&append(index)), now);
+        }
+        let mut answered = 0;
+        while let Some(rpc) = server.poll_rpc(now) {
+            let answer = AppendEntriesResponse {
+                term: 1,
+                success: true,
+                ..Default::default()
+            };
+            server
+                .respond(rpc.id, Ok(RaftResponse::AppendEntries(answer)), now)
+                .unwrap();
+            answered += 1;
+        }
+        assert_eq!(answered, 3);
+        let before_end = counted(&mut server);
+        assert_eq!(
+            before_end[0],
+            (RpcMethod::AppendEntriesPipeline, "started", 0, 0)
+        );
+        let totals = before_end[1..].iter().fold((0, 0), |(r, s), m| {
+            assert_eq!(
+                m.1, "messages",
+                "not handled before its end: {before_end:?}"
+            );
+            (r + m.2, s + m.3)
+        });
+        assert_eq!(totals, (3, 3));
+        server.handle_end_of_stream(pipeline, now);
+        wire(&mut server, pipeline, now);
+        assert_eq!(
+            counted(&mut server),
+            vec![(RpcMethod::AppendEntriesPipeline, "OK", 0, 0)]
+        );
+        // A lost connection decides the status of the calls on it.
+        open(&mut server, conn, RpcMethod::InstallSnapshot, None, now);
+        server.handle_connection_lost(conn, "reset", now);
+        assert_eq!(
+            counted(&mut server),
+            vec![
+                (RpcMethod::InstallSnapshot, "started", 0, 0),
+                (RpcMethod::InstallSnapshot, "UNAVAILABLE", 0, 0)
+            ]
+        );
+        server.set_rpc_records(false);
+        assert_eq!(server.poll_rpc_record(), None);
     }
 
     #[test]

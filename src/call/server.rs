@@ -639,6 +639,23 @@ impl ServerCall {
     pub fn final_status(&self) -> Option<Status> {
         self.final_status.clone()
     }
+
+    /// The code of the call's status, once it is decided.
+    pub fn final_code(&self) -> Option<Code> {
+        self.final_status.as_ref().map(Status::code)
+    }
+
+    /// Request messages received so far (for InstallSnapshot, the metadata
+    /// message and every chunk; one that fails to decode counts, and fails
+    /// the call).
+    pub fn messages_received(&self) -> u64 {
+        self.received as u64
+    }
+
+    /// Response messages queued so far.
+    pub fn messages_sent(&self) -> u64 {
+        self.answered as u64
+    }
 }
 
 fn decode<M: RaftMessage>(profile: WireProfile, body: MessageBody) -> Result<M, Status> {
