@@ -81,6 +81,11 @@ use raft_grpc_transport_api::migration::MigrationTransport;
 use raft_grpc_transport_api::{AppendPipeline, Transport};
 pub use raft_grpc_transport_api::{HeartbeatHandler, Responder, TransportError};
 pub use raft_grpc_transport_driver::inmem::InmemConfig;
+/// The metrics the transport records (cargo feature `metrics`): their
+/// names, labels and meaning.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use raft_grpc_transport_driver::metrics;
 /// TLS and mutual TLS (cargo feature `tls`): give a `TlsServer` and a
 /// `TlsClient` to the transport's builder.
 #[cfg(feature = "tls")]

@@ -100,6 +100,8 @@ pub(crate) struct ClientShared<R: Runtime> {
     http2: Http2Settings,
     state: Mutex<ClientState>,
     timer: Event,
+    /// The metric handles (see `observe`).
+    pub(crate) meters: crate::observe::ClientMeters,
 }
 
 impl<R: Runtime> ClientShared<R> {
@@ -123,6 +125,7 @@ impl<R: Runtime> ClientShared<R> {
                 timer_armed: None,
             }),
             timer: Event::new(),
+            meters: crate::observe::ClientMeters::new(),
         });
         shared.runtime.spawn(run_timer(Arc::downgrade(&shared)));
         shared
@@ -358,6 +361,12 @@ pub(crate) fn h2_client(settings: &Http2Settings) -> h2::client::Builder {
 
 /// Opens a connection, then drives it until it ends.
 async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, peer: String) {
+    let slot = shared.read(|s| {
+        let pool = s.endpoint.pool();
+        pool.slot_of(conn)
+            .map(|(_, slot)| (slot, pool.slot_lanes(slot)))
+    });
+    let mut meter = shared.meters.slot(&peer, slot);
     let connect = async {
         let io = (shared.connector)(peer.clone())
             .await
@@ -381,6 +390,7 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
         }
         Some(Err(detail)) => {
             crate::observe::connect_failed(&peer, &detail);
+            meter.connect_failed();
             shared.update(|s, now| {
                 s.conns.remove(&conn);
                 s.endpoint.handle_connect_failed(conn, &detail, now);
@@ -390,6 +400,7 @@ async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, 
         Some(Ok(pair)) => pair,
     };
     crate::observe::connected(&peer);
+    meter.connected();
     shared.update(|s, now| s.endpoint.handle_connected(conn, now));
     let mut driver = Connection {
         conn,

@@ -265,6 +265,9 @@ impl SnapshotData for EndpointSnapshot {
             let (read, listener) = this.shared.update(|s, now| {
                 let listener = event.listen();
                 let read = s.endpoint.read_snapshot(id, now);
+                if let SnapshotRead::Data(data) = &read {
+                    s.meters.snapshot_received(data.len());
+                }
                 let listener = (read == SnapshotRead::Pending).then_some(listener);
                 (read, listener)
             });

@@ -49,6 +49,9 @@ mod h2_error;
 pub mod hosted;
 mod incoming;
 pub mod inmem;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod observe;
 pub mod runtime;
 mod server;
@@ -262,6 +265,7 @@ impl<R: Runtime> GrpcTransport<R> {
     ) -> Result<RaftResponse, TransportError> {
         let (tx, rx) = async_channel::bounded(1);
         let trace = observe::OutgoingCall::start(
+            &self.inner.client.meters,
             target,
             rpc.method(),
             // The core puts heartbeats, alone of AppendEntries, on the
@@ -338,7 +342,8 @@ impl<R: Runtime> GrpcTransport<R> {
         let (tx, rx) = async_channel::bounded(1);
         let wants = Arc::new(Event::new());
         let client = &self.inner.client;
-        let trace = observe::OutgoingCall::start(target, RpcMethod::InstallSnapshot, false);
+        let mut trace =
+            observe::OutgoingCall::start(&client.meters, target, RpcMethod::InstallSnapshot, false);
         let (total, mut sent) = (meta.size, 0u64);
         let call = client.update(|s, now| {
             let call = s.endpoint.start_snapshot(target, meta, now);
@@ -466,7 +471,7 @@ impl<R: Runtime> GrpcTransport<R> {
             id,
             appended,
             ready,
-            trace: observe::PipelineTrace::open(target),
+            trace: observe::PipelineTrace::open(&self.inner.client.meters, target),
         };
         loop {
             let listener = pipeline.ready.listen();
@@ -732,7 +737,11 @@ impl<R: Runtime> Pipeline<R> {
     /// response or error. `None` once the pipeline is closed and every
     /// append has completed.
     pub async fn next(&self) -> Option<(u64, Result<AppendEntriesResponse, TransportError>)> {
-        self.appended.recv().await.ok()
+        let completion = self.appended.recv().await.ok();
+        if let Some((_, result)) = &completion {
+            self.trace.completed(result.is_ok());
+        }
+        completion
     }
 
     /// Closes the pipeline: appends in flight complete with

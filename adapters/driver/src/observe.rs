@@ -14,16 +14,21 @@
 //! are reported at trace level, everything else at info (outcomes), debug
 //! (progress) or warn (errors survived).
 //!
-//! Without the feature every function here is empty and every type zero
+//! With the cargo feature `metrics` (off by default), the same places
+//! record the metrics that [`crate::metrics`] lists, through the handles
+//! of [`ClientMeters`] and [`ServerMeters`]; the server's gRPC family comes
+//! from the endpoint's records ([`raft_grpc_transport::record`]).
+//!
+//! Without the features every function here is empty and every type zero
 //! sized: the call sites cost nothing.
 
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 use std::time::Instant;
 
 use raft_grpc_transport::head::RpcMethod;
 use raft_grpc_transport::message::RaftRequest;
 
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", feature = "metrics"))]
 use raft_grpc_transport::status::Code;
 use raft_grpc_transport::status::Status;
 use raft_grpc_transport_api::TransportError;
@@ -43,8 +48,207 @@ pub(crate) fn request_method(request: &RaftRequest) -> RpcMethod {
     }
 }
 
+/// The metric handles of a transport's client half, registered when it is
+/// built (empty without the `metrics` feature).
+pub(crate) struct ClientMeters {
+    #[cfg(feature = "metrics")]
+    grpc: crate::metrics::GrpcHandles,
+    /// The slots (peer, slot) that were connected once: a later
+    /// connection of theirs is a reconnect.
+    #[cfg(feature = "metrics")]
+    connected_once: std::sync::Mutex<std::collections::HashSet<(String, usize)>>,
+}
+
+impl ClientMeters {
+    pub(crate) fn new() -> ClientMeters {
+        ClientMeters {
+            #[cfg(feature = "metrics")]
+            grpc: crate::metrics::GrpcHandles::client(),
+            #[cfg(feature = "metrics")]
+            connected_once: Default::default(),
+        }
+    }
+
+    /// The metrics of outgoing connection attempts to `peer` on its slot
+    /// `slot`, which carries `lanes`.
+    pub(crate) fn slot(&self, peer: &str, slot: Option<(usize, &'static str)>) -> SlotMeter<'_> {
+        #[cfg(feature = "metrics")]
+        {
+            SlotMeter {
+                meters: self,
+                peer: peer.to_owned(),
+                slot,
+                up: None,
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = (peer, slot);
+            SlotMeter {
+                _meters: std::marker::PhantomData,
+            }
+        }
+    }
+}
+
+/// One outgoing connection's metrics: attempt, up, down.
+pub(crate) struct SlotMeter<'a> {
+    #[cfg(feature = "metrics")]
+    meters: &'a ClientMeters,
+    #[cfg(feature = "metrics")]
+    peer: String,
+    #[cfg(feature = "metrics")]
+    slot: Option<(usize, &'static str)>,
+    /// The connections gauge while it is up.
+    #[cfg(feature = "metrics")]
+    up: Option<metrics::Gauge>,
+    #[cfg(not(feature = "metrics"))]
+    _meters: std::marker::PhantomData<&'a ClientMeters>,
+}
+
+impl SlotMeter<'_> {
+    /// The attempt failed.
+    pub(crate) fn connect_failed(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some((_, lanes)) = self.slot {
+            crate::metrics::connect_failed(&self.peer, lanes);
+        }
+    }
+
+    /// The connection is up.
+    pub(crate) fn connected(&mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some((slot, lanes)) = self.slot {
+            let again = !self
+                .meters
+                .connected_once
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((self.peer.clone(), slot));
+            if again {
+                crate::metrics::reconnected(&self.peer, lanes);
+            }
+            let gauge = crate::metrics::client_connections(&self.peer, lanes);
+            gauge.increment(1.0);
+            self.up = Some(gauge);
+        }
+    }
+}
+
+impl Drop for SlotMeter<'_> {
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some(gauge) = self.up.take() {
+            gauge.decrement(1.0);
+        }
+    }
+}
+
+/// The metric handles of a transport's server half, registered when it is
+/// built (empty without the `metrics` feature).
+pub(crate) struct ServerMeters {
+    #[cfg(feature = "metrics")]
+    grpc: crate::metrics::GrpcHandles,
+    #[cfg(feature = "metrics")]
+    snapshot_received: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    connections: metrics::Gauge,
+}
+
+impl ServerMeters {
+    /// Whether the endpoint should make RPC records (with the feature).
+    pub(crate) const RECORDS: bool = cfg!(feature = "metrics");
+
+    pub(crate) fn new() -> ServerMeters {
+        ServerMeters {
+            #[cfg(feature = "metrics")]
+            grpc: crate::metrics::GrpcHandles::server(),
+            #[cfg(feature = "metrics")]
+            snapshot_received: crate::metrics::snapshot_received(),
+            #[cfg(feature = "metrics")]
+            connections: crate::metrics::server_connections(),
+        }
+    }
+
+    /// One of the endpoint's records (see [`raft_grpc_transport::record`]).
+    pub(crate) fn record(&self, record: raft_grpc_transport::record::RpcRecord) {
+        #[cfg(feature = "metrics")]
+        {
+            use raft_grpc_transport::record::RpcRecord;
+            let handles = self.grpc.method(record.method());
+            match record {
+                RpcRecord::Started { .. } => handles.started.increment(1),
+                RpcRecord::Messages { received, sent, .. } => {
+                    if received > 0 {
+                        handles.received.increment(received);
+                    }
+                    if sent > 0 {
+                        handles.sent.increment(sent);
+                    }
+                }
+                RpcRecord::Handled { code, duration, .. } => {
+                    handles.handled(code, duration.as_secs_f64())
+                }
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = record;
+    }
+
+    /// The application read `bytes` of an incoming snapshot.
+    pub(crate) fn snapshot_received(&self, bytes: usize) {
+        #[cfg(feature = "metrics")]
+        self.snapshot_received.increment(bytes as u64);
+        #[cfg(not(feature = "metrics"))]
+        let _ = bytes;
+    }
+
+    /// An incoming connection is served until the guard drops.
+    pub(crate) fn connection_served(&self) -> ServedConnection {
+        #[cfg(feature = "metrics")]
+        {
+            self.connections.increment(1.0);
+            ServedConnection {
+                gauge: self.connections.clone(),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        ServedConnection {}
+    }
+}
+
+/// An incoming connection counted in `raft_grpc_server_connections`.
+pub(crate) struct ServedConnection {
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
+}
+
+impl Drop for ServedConnection {
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// The metrics of one outgoing call (with the `metrics` feature).
+#[cfg(feature = "metrics")]
+struct CallMeter<'a> {
+    handles: &'a crate::metrics::MethodHandles,
+    started: Instant,
+    /// Messages sent so far (a snapshot's metadata, then its chunks).
+    sent: u64,
+    /// The heartbeat histogram's peer, for a heartbeat.
+    heartbeat_peer: Option<String>,
+    /// Snapshot bytes to this peer, for a snapshot.
+    snapshot_bytes: Option<metrics::Counter>,
+}
+
 /// One outgoing unary call or snapshot, from its start to its outcome.
-pub(crate) struct OutgoingCall {
+pub(crate) struct OutgoingCall<'a> {
+    #[cfg(feature = "metrics")]
+    meter: CallMeter<'a>,
+    #[cfg(not(feature = "metrics"))]
+    _meters: std::marker::PhantomData<&'a ClientMeters>,
     #[cfg(feature = "tracing")]
     span: tracing::Span,
     /// When it started; `None` when no subscriber wants its span (then
@@ -55,10 +259,30 @@ pub(crate) struct OutgoingCall {
     heartbeat: bool,
 }
 
-impl OutgoingCall {
+impl<'a> OutgoingCall<'a> {
     /// A call of `method` to `peer` starts (`heartbeat`: reported at trace
     /// level).
-    pub(crate) fn start(peer: &str, method: RpcMethod, heartbeat: bool) -> OutgoingCall {
+    pub(crate) fn start(
+        meters: &'a ClientMeters,
+        peer: &str,
+        method: RpcMethod,
+        heartbeat: bool,
+    ) -> OutgoingCall<'a> {
+        #[cfg(feature = "metrics")]
+        let meter = {
+            let handles = meters.grpc.method(method);
+            handles.started.increment(1);
+            let snapshot = method == RpcMethod::InstallSnapshot;
+            CallMeter {
+                handles,
+                started: Instant::now(),
+                sent: 1,
+                heartbeat_peer: heartbeat.then(|| peer.to_owned()),
+                snapshot_bytes: snapshot.then(|| crate::metrics::snapshot_sent(peer)),
+            }
+        };
+        #[cfg(not(feature = "metrics"))]
+        let _ = meters;
         #[cfg(feature = "tracing")]
         {
             let span = if heartbeat {
@@ -89,6 +313,10 @@ impl OutgoingCall {
                 )
             };
             OutgoingCall {
+                #[cfg(feature = "metrics")]
+                meter,
+                #[cfg(not(feature = "metrics"))]
+                _meters: std::marker::PhantomData,
                 started: (!span.is_disabled()).then(Instant::now),
                 span,
                 heartbeat,
@@ -97,13 +325,25 @@ impl OutgoingCall {
         #[cfg(not(feature = "tracing"))]
         {
             let _ = (peer, method, heartbeat);
-            OutgoingCall {}
+            OutgoingCall {
+                #[cfg(feature = "metrics")]
+                meter,
+                #[cfg(not(feature = "metrics"))]
+                _meters: std::marker::PhantomData,
+            }
         }
     }
 
     /// A snapshot's data went out: `sent` of `total` bytes so far; a debug
     /// event every 64 MiB (`SNAPSHOT_PROGRESS_STEP`).
-    pub(crate) fn snapshot_progress(&self, before: u64, sent: u64, total: u64) {
+    pub(crate) fn snapshot_progress(&mut self, before: u64, sent: u64, total: u64) {
+        #[cfg(feature = "metrics")]
+        {
+            self.meter.sent += 1;
+            if let Some(bytes) = &self.meter.snapshot_bytes {
+                bytes.increment(sent.saturating_sub(before));
+            }
+        }
         #[cfg(feature = "tracing")]
         if sent / SNAPSHOT_PROGRESS_STEP != before / SNAPSHOT_PROGRESS_STEP || sent == total {
             let Some(started) = self.started else {
@@ -130,6 +370,21 @@ impl OutgoingCall {
 
     /// The call ended with `result` (its error, or none).
     pub(crate) fn finish(self, error: Option<&TransportError>) {
+        #[cfg(feature = "metrics")]
+        {
+            let meter = &self.meter;
+            let seconds = meter.started.elapsed().as_secs_f64();
+            meter.handles.sent.increment(meter.sent);
+            if error.is_none() {
+                meter.handles.received.increment(1);
+                if let Some(peer) = &meter.heartbeat_peer {
+                    crate::metrics::heartbeat(peer, seconds);
+                }
+            }
+            meter
+                .handles
+                .handled(error.map_or(Code::Ok, TransportError::code), seconds);
+        }
         #[cfg(feature = "tracing")]
         {
             let Some(started) = self.started else {
@@ -155,42 +410,105 @@ pub(crate) struct PipelineTrace {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
     /// Appends accepted.
-    #[cfg(feature = "tracing")]
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
     appends: std::sync::atomic::AtomicU64,
+    #[cfg(feature = "metrics")]
+    meter: PipelineMeter,
+}
+
+/// The metrics of one pipeline (with the `metrics` feature).
+#[cfg(feature = "metrics")]
+struct PipelineMeter {
+    handles: crate::metrics::MethodHandles,
+    in_flight: metrics::Gauge,
+    started: Instant,
+    /// Completions the caller took.
+    completed: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineTrace {
     /// A pipeline to `peer` opens.
-    pub(crate) fn open(peer: &str) -> PipelineTrace {
+    pub(crate) fn open(meters: &ClientMeters, peer: &str) -> PipelineTrace {
+        #[cfg(feature = "metrics")]
+        let meter = {
+            let handles = meters.grpc.method(RpcMethod::AppendEntriesPipeline).clone();
+            handles.started.increment(1);
+            PipelineMeter {
+                handles,
+                in_flight: crate::metrics::pipeline_in_flight(peer),
+                started: Instant::now(),
+                completed: std::sync::atomic::AtomicU64::new(0),
+            }
+        };
+        #[cfg(not(feature = "metrics"))]
+        let _ = meters;
         #[cfg(feature = "tracing")]
-        {
+        let span = {
             let span =
                 tracing::info_span!("raft_grpc.pipeline", peer, appends = tracing::field::Empty);
             span.in_scope(|| tracing::debug!("pipeline open"));
-            PipelineTrace {
-                span,
-                appends: std::sync::atomic::AtomicU64::new(0),
-            }
-        }
+            span
+        };
         #[cfg(not(feature = "tracing"))]
-        {
-            let _ = peer;
-            PipelineTrace {}
+        let _ = peer;
+        PipelineTrace {
+            #[cfg(feature = "tracing")]
+            span,
+            #[cfg(any(feature = "tracing", feature = "metrics"))]
+            appends: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            meter,
         }
     }
 
     /// An append was accepted.
     pub(crate) fn appended(&self) {
-        #[cfg(feature = "tracing")]
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
         self.appends
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            self.meter.handles.sent.increment(1);
+            self.meter.in_flight.increment(1.0);
+        }
+    }
+
+    /// The caller took an append's completion (`ok`: its response).
+    pub(crate) fn completed(&self, ok: bool) {
+        #[cfg(feature = "metrics")]
+        {
+            self.meter
+                .completed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.meter.in_flight.decrement(1.0);
+            if ok {
+                self.meter.handles.received.increment(1);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = ok;
     }
 
     /// It ended; `error` is what ended it, if not its caller.
     pub(crate) fn end(&self, error: Option<&TransportError>) {
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        let appends = self.appends.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            let meter = &self.meter;
+            let completed = meter.completed.load(std::sync::atomic::Ordering::Relaxed);
+            // What the caller never took is no longer in flight.
+            let untaken = appends.saturating_sub(completed);
+            if untaken > 0 {
+                meter.in_flight.decrement(untaken as f64);
+            }
+            meter.handles.handled(
+                error.map_or(Code::Ok, TransportError::code),
+                meter.started.elapsed().as_secs_f64(),
+            );
+        }
         #[cfg(feature = "tracing")]
         {
-            let appends = self.appends.load(std::sync::atomic::Ordering::Relaxed);
             self.span.record("appends", appends);
             self.span.in_scope(|| match error {
                 None => tracing::info!(appends, "pipeline closed"),

@@ -37,6 +37,7 @@ use crate::client::{BYTES_PER_POLL, ROUNDS_PER_POLL, Turn};
 use crate::h2_error::Failure;
 use crate::hosted::HostedState;
 use crate::incoming::IncomingPipeline;
+use crate::observe::ServerMeters;
 use crate::runtime::{BoxIo, Runtime};
 
 /// Takes the AppendEntries pipeline streams peers open (see
@@ -78,6 +79,8 @@ pub(crate) struct ServerState {
     timer_armed: Option<Instant>,
     /// Streams another HTTP/2 stack accepted (see `hosted`).
     pub(crate) hosted: HostedState,
+    /// The metric handles (see `observe`).
+    pub(crate) meters: ServerMeters,
 }
 
 /// Work for after the lock: the application's handlers.
@@ -123,7 +126,11 @@ impl ServerShared {
             #[cfg(feature = "tls")]
             tls: std::sync::OnceLock::new(),
             state: Mutex::new(ServerState {
-                endpoint: ServerEndpoint::new(config),
+                endpoint: {
+                    let mut endpoint = ServerEndpoint::new(config);
+                    endpoint.set_rpc_records(ServerMeters::RECORDS);
+                    endpoint
+                },
                 conns: HashMap::new(),
                 heartbeat: None,
                 pipeline_handler: None,
@@ -131,6 +138,7 @@ impl ServerShared {
                 pipeline_events: HashMap::new(),
                 timer_armed: None,
                 hosted: HostedState::default(),
+                meters: ServerMeters::new(),
             }),
             timer: Event::new(),
             consumer_ready: Event::new(),
@@ -318,6 +326,11 @@ impl ServerState {
             while let Some(event) = self.endpoint.poll_event() {
                 progressed = true;
                 self.deliver(event, &mut deferred);
+            }
+            if ServerMeters::RECORDS {
+                while let Some(record) = self.endpoint.poll_rpc_record() {
+                    self.meters.record(record);
+                }
             }
             if !progressed {
                 return deferred;
@@ -517,12 +530,12 @@ pub(crate) async fn serve_connection<R: Runtime>(
     io: BoxIo,
     remote: Option<std::net::SocketAddr>,
 ) {
-    let conn = shared.update(|s, now| {
+    let (conn, _served) = shared.update(|s, now| {
         let conn = s
             .endpoint
             .handle_peer_connection(PeerInfo::new(remote), now);
         s.conns.insert(conn, ConnSlot::default());
-        conn
+        (conn, s.meters.connection_served())
     });
     let handshake = async {
         #[cfg(feature = "tls")]

@@ -10,7 +10,7 @@
 //! cargo run -p raft-grpc-transport-smol --example node -- call --target 127.0.0.1:7000 --rpc append-entries --entries 3
 //! ```
 //!
-//! # `node serve --listen ADDR [--id ID] [--wire-profile P] [TLS options]`
+//! # `node serve --listen ADDR [--id ID] [--wire-profile P] [--metrics-listen ADDR] [TLS options]`
 //!
 //! Binds `ADDR` (port 0 picks a free port), prints `listening on ADDR` with
 //! the bound address on stdout once connections are accepted, then serves
@@ -32,6 +32,13 @@
 //! library's v0.1.0 (default `v0.2`: v0.2.0 and later); the same option of
 //! `call` sends them so. Under v0.1 a `request-pre-vote` call fails at once
 //! with `UNIMPLEMENTED` (v0.1.0 has no such method).
+//!
+//! With `--metrics-listen ADDR` (an `IP:PORT`) it also serves the
+//! transport's metrics in the Prometheus text format at
+//! `http://ADDR/metrics` (every name is listed in the driver's `metrics`
+//! module), and prints `metrics on http://ADDR/metrics` after the
+//! `listening on` line. Histograms (`*_seconds`) are exported with buckets
+//! from 100 µs to 10 s.
 //!
 //! With `--tls-cert PEM --tls-key PEM` it serves TLS (ALPN `h2`) with that
 //! certificate chain and key; `--tls-client-ca PEM` also requires every
@@ -109,6 +116,7 @@ use raft_grpc_transport_smol::{Config, GrpcTransport, Pipeline};
 const USAGE: &str = "\
 usage:
   node serve --listen ADDR [--id ID] [--wire-profile v0.1|v0.2]
+             [--metrics-listen IP:PORT]
              [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
   node call --target ADDR --rpc RPC [--entries N] [--entry-size BYTES]
             [--count M] [--snapshot-size BYTES] [--term T] [--wire-profile v0.1|v0.2]
@@ -137,7 +145,8 @@ fn main() -> ExitCode {
             id,
             tls,
             profile,
-        }) => block_on(serve(&listen, &id, &tls, profile)),
+            metrics,
+        }) => block_on(serve(&listen, &id, &tls, profile, metrics)),
         Ok(Command::Call(call)) => block_on(run_call(&call)),
         Err(message) => {
             eprintln!("node: {message}\n\n{USAGE}");
@@ -155,6 +164,8 @@ enum Command {
         id: String,
         tls: TlsFiles,
         profile: WireProfile,
+        /// `--metrics-listen`: where to serve the Prometheus metrics.
+        metrics: Option<std::net::SocketAddr>,
     },
     Call(Call),
 }
@@ -331,10 +342,12 @@ fn parse(args: &[String]) -> Result<Command, String> {
             let mut id = "node".to_owned();
             let mut tls = TlsFiles::default();
             let mut profile = WireProfile::default();
+            let mut metrics = None;
             let allowed = [
                 "--listen",
                 "--id",
                 "--wire-profile",
+                "--metrics-listen",
                 "--tls-cert",
                 "--tls-key",
                 "--tls-client-ca",
@@ -344,6 +357,11 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     "--listen" => listen = Some(value.to_owned()),
                     "--id" => id = value.to_owned(),
                     "--wire-profile" => profile = wire_profile(value)?,
+                    "--metrics-listen" => {
+                        metrics = Some(value.parse().map_err(|e| {
+                            format!("`--metrics-listen` takes an IP:PORT, not {value:?}: {e}")
+                        })?)
+                    }
                     _ => {
                         tls.take(name, value);
                     }
@@ -359,6 +377,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 id,
                 tls,
                 profile,
+                metrics,
             })
         }
         "call" => {
@@ -425,7 +444,36 @@ fn parse(args: &[String]) -> Result<Command, String> {
 
 // -------------------------------------------------------------------- serve
 
-async fn serve(listen: &str, id: &str, tls: &TlsFiles, profile: WireProfile) -> ExitCode {
+/// Serves the metrics at `http://ADDR/metrics` with the Prometheus
+/// exporter (on a thread and a tokio runtime of its own). It must be
+/// installed before the transport is built: the transport registers its
+/// metrics then.
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const BUCKETS: [f64; 16] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ];
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+        .and_then(|builder| builder.install())
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}
+
+async fn serve(
+    listen: &str,
+    id: &str,
+    tls: &TlsFiles,
+    profile: WireProfile,
+    metrics: Option<std::net::SocketAddr>,
+) -> ExitCode {
+    if let Some(addr) = metrics {
+        if let Err(e) = serve_metrics(addr) {
+            eprintln!("node: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let config = Config::default().with_wire_profile(profile);
     let mut builder = GrpcTransport::builder(listen, config);
     match tls.server() {
@@ -449,6 +497,10 @@ async fn serve(listen: &str, id: &str, tls: &TlsFiles, profile: WireProfile) -> 
     // (Should nobody read our stdout, keep serving anyway.)
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
+    if let Some(metrics) = metrics {
+        let _ =
+            writeln!(stdout, "metrics on http://{metrics}/metrics").and_then(|()| stdout.flush());
+    }
     drop(stdout);
     let header = RpcHeader::new(PROTOCOL_VERSION, id.to_owned(), addr);
     let consumer = transport.consumer();

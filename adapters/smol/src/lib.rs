@@ -70,6 +70,11 @@ pub use raft_grpc_transport_api::{
     AppendPipeline, HeartbeatHandler, Responder, Rpc, SnapshotReader, Transport, TransportError,
 };
 pub use raft_grpc_transport_driver::inmem::InmemConfig;
+/// The metrics the transport records (cargo feature `metrics`): their
+/// names, labels and meaning.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use raft_grpc_transport_driver::metrics;
 /// TLS and mutual TLS (cargo feature `tls`): give a `TlsServer` and a
 /// `TlsClient` to the transport's builder.
 #[cfg(feature = "tls")]

@@ -269,6 +269,13 @@ fn usage_errors_exit_2() {
         &["call", "--target", "127.0.0.1:1", "--rpc", "nope"],
         &["serve", "--listen", "127.0.0.1:0", "--wire-profile", "v9"],
         &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "nowhere",
+        ],
+        &[
             "call",
             "--target",
             "127.0.0.1:1",
@@ -300,6 +307,102 @@ fn usage_errors_exit_2() {
             args.join(" ")
         );
     }
+}
+
+/// GETs `http://ADDR/metrics` (HTTP/1.1, one request per connection).
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[test]
+fn serve_exports_prometheus_metrics() {
+    let node = node_binary();
+    let metrics = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        listener.local_addr().expect("its address").to_string()
+    };
+    let child = Command::new(node)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &metrics,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start `node serve`");
+    let mut server = KillOnDrop(child);
+    let mut stdout = BufReader::new(server.0.stdout.take().expect("piped stdout"));
+    let (mut first, mut second) = (String::new(), String::new());
+    stdout.read_line(&mut first).unwrap();
+    stdout.read_line(&mut second).unwrap();
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        second.trim_end(),
+        format!("metrics on http://{metrics}/metrics")
+    );
+
+    for args in [
+        &["--rpc", "request-vote", "--count", "2"][..],
+        &["--rpc", "pipeline", "--count", "3"],
+        &["--rpc", "install-snapshot", "--snapshot-size", "100000"],
+    ] {
+        lines(&call(node, &addr, args), args);
+    }
+    let service = r#"grpc_service="proto.raft.v1.RaftTransportService""#;
+    let expected = [
+        format!(
+            r#"grpc_server_handled_total{{grpc_type="unary",{service},grpc_method="RequestVote",grpc_code="OK"}} 2"#
+        ),
+        format!(
+            r#"grpc_server_msg_received_total{{grpc_type="bidi_stream",{service},grpc_method="AppendEntriesPipeline"}} 3"#
+        ),
+        format!(
+            r#"grpc_server_handled_total{{grpc_type="client_stream",{service},grpc_method="InstallSnapshot",grpc_code="OK"}} 1"#
+        ),
+        "raft_grpc_snapshot_received_bytes_total 100000".to_owned(),
+        format!(
+            r#"grpc_server_handling_seconds_count{{grpc_type="unary",{service},grpc_method="RequestVote"}} 2"#
+        ),
+    ];
+    // The server records a call as its answer goes out: by the time the
+    // client has it, or just after.
+    let start = std::time::Instant::now();
+    let text = loop {
+        let text = scrape(&metrics);
+        let missing = expected.iter().any(|line| !text.lines().any(|l| l == line));
+        if !missing || start.elapsed() > std::time::Duration::from_secs(5) {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    for line in &expected {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"grpc_server_handling_seconds_bucket{grpc_type="unary","#),
+        "histograms are exported with buckets"
+    );
 }
 
 /// PEM files for mutual TLS in a temporary directory: a CA, a server

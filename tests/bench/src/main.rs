@@ -45,8 +45,31 @@ pub fn flags(args: &[String]) -> Result<HashMap<String, String>, String> {
     Ok(flags)
 }
 
+/// With the `metrics` feature and RAFT_GRPC_BENCH_METRICS=prometheus, a
+/// `serve` or `client` process records the transport's metrics into a
+/// Prometheus recorder (its histograms kept by an upkeep thread, as an
+/// exporter would), so that a run measures what metrics cost.
+fn install_metrics_recorder() {
+    #[cfg(feature = "metrics")]
+    if std::env::var("RAFT_GRPC_BENCH_METRICS").as_deref() == Ok("prometheus") {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&[0.0001, 0.001, 0.01, 0.1, 1.0, 10.0])
+            .and_then(|b| b.install_recorder())
+            .expect("install the Prometheus recorder");
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                handle.run_upkeep();
+            }
+        });
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("serve" | "client")) {
+        install_metrics_recorder();
+    }
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("client") => client(&args[1..]),
