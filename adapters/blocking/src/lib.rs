@@ -47,6 +47,8 @@
 //!   [`Config`] (the core's) configures it; [`Builder`] with
 //!   [`BlockingTransport::bind_builder`] adds TLS (the `tls` module, cargo
 //!   feature `tls`) or a custom connector;
+//! * `metrics` (cargo feature `metrics`): the names of the metrics the
+//!   transport records; the cargo feature `tracing` adds spans and events;
 //! * [`Consumer`], [`Rpc`], [`SnapshotReader`] (a `std::io::Read`),
 //!   [`Responder`], [`HeartbeatHandler`], [`IncomingPipeline`],
 //!   [`PipelineHandler`]: incoming RPCs; [`Pipeline`] ([`BlockingPipeline`]):

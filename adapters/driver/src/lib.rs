@@ -27,7 +27,10 @@
 //! and `server` (the two halves), `incoming` ([`Consumer`],
 //! [`IncomingPipeline`], snapshot readers), [`inmem`] (an in-memory network
 //! of transports over in-memory streams), `h2_error` (the one reading of
-//! h2's errors) and `capacity` (the one way both halves get send capacity).
+//! h2's errors), `capacity` (the one way both halves get send capacity),
+//! `observe` (every place the transport reports itself: `tracing` with the
+//! cargo feature `tracing`, metrics with `metrics`, whose names are in the
+//! `metrics` module).
 //!
 //! # Public surface
 //!

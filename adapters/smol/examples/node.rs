@@ -82,7 +82,14 @@
 //!   responses in order as they complete.
 //!
 //! `--count M` (default 1, except for `pipeline`) repeats a unary call M
-//! times, one line each. `--term T` (default 1) is the term of every
+//! times, one line each. `--stats` (no value) prints, after the calls, one
+//! line per peer with the client's view of it:
+//!
+//! ```text
+//! {"stats":{"peer":"127.0.0.1:7000","slots":["ready, 0 streams open","idle","idle"],"draining":0,"connect_failures":0,"calls_in_flight":0,"pipelines":0,"appends_in_flight":0,"bytes_sent":27,"bytes_received":36}}
+//! ```
+//!
+//! (`last_error` is there too while connects to it fail). `--term T` (default 1) is the term of every
 //! request. Options that an RPC does not use are accepted and ignored.
 //!
 //! With `--tls-ca PEM` the calls go over TLS, trusting server certificates
@@ -120,7 +127,7 @@ usage:
              [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
   node call --target ADDR --rpc RPC [--entries N] [--entry-size BYTES]
             [--count M] [--snapshot-size BYTES] [--term T] [--wire-profile v0.1|v0.2]
-            [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name NAME]]
+            [--stats] [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name NAME]]
 
 RPC: append-entries | request-vote | request-pre-vote | timeout-now
      | install-snapshot | pipeline
@@ -293,9 +300,15 @@ struct Call {
     term: u64,
     tls: TlsFiles,
     profile: WireProfile,
+    /// `--stats`: print the client's per-peer state after the calls.
+    stats: bool,
 }
 
-/// `--name value` and `--name=value` pairs, in order.
+/// Options that take no value.
+const FLAGS: [&str; 1] = ["--stats"];
+
+/// `--name value` and `--name=value` pairs, in order (`FLAGS` take no
+/// value: theirs is empty).
 fn options<'a>(args: &'a [String], allowed: &[&str]) -> Result<Vec<(&'a str, &'a str)>, String> {
     let mut out = Vec::new();
     let mut rest = args.iter();
@@ -306,6 +319,13 @@ fn options<'a>(args: &'a [String], allowed: &[&str]) -> Result<Vec<(&'a str, &'a
         };
         if !allowed.contains(&name) {
             return Err(format!("unexpected argument `{arg}`"));
+        }
+        if FLAGS.contains(&name) {
+            if inline.is_some() {
+                return Err(format!("`{name}` takes no value"));
+            }
+            out.push((name, ""));
+            continue;
         }
         let value = match inline {
             Some(value) => value,
@@ -394,6 +414,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 "--tls-cert",
                 "--tls-key",
                 "--tls-server-name",
+                "--stats",
             ];
             let (mut target, mut rpc, mut count) = (None, None, None);
             let mut call = Call {
@@ -406,6 +427,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 term: 1,
                 tls: TlsFiles::default(),
                 profile: WireProfile::default(),
+                stats: false,
             };
             for (name, value) in options(rest, &allowed)? {
                 match name {
@@ -422,6 +444,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     "--snapshot-size" => call.snapshot_size = number(name, value)?,
                     "--term" => call.term = number(name, value)?,
                     "--wire-profile" => call.profile = wire_profile(value)?,
+                    "--stats" => call.stats = true,
                     _ => {
                         call.tls.take(name, value);
                     }
@@ -684,6 +707,12 @@ async fn run_call(call: &Call) -> ExitCode {
             }
         }
     }
+    if call.stats {
+        let mut stdout = std::io::stdout().lock();
+        for peer in client.stats() {
+            let _ = writeln!(stdout, "{}", stats_json(&peer)).and_then(|()| stdout.flush());
+        }
+    }
     client.close().await;
     if failed {
         ExitCode::FAILURE
@@ -777,6 +806,44 @@ fn error_json(e: &TransportError) -> String {
 }
 
 /// A JSON object written field by field.
+/// One peer's state as `{"stats":{…}}`: its connection slots (lane order:
+/// control first, snapshot last), calls in flight, gRPC bytes each way.
+fn stats_json(peer: &raft_grpc_transport::client::PeerStats) -> String {
+    use raft_grpc_transport::pool::SlotState;
+    let slots: Vec<String> = peer
+        .connections
+        .slots
+        .iter()
+        .map(|slot| {
+            let state = match slot {
+                SlotState::Idle => "idle".to_owned(),
+                SlotState::Connecting { .. } => "connecting".to_owned(),
+                SlotState::Ready { streams, .. } => format!("ready, {streams} streams open"),
+                SlotState::Failed { .. } => "failed, backing off".to_owned(),
+            };
+            let mut quoted = String::new();
+            quote(&mut quoted, &state);
+            quoted
+        })
+        .collect();
+    let mut json = Json::new()
+        .str("peer", &peer.peer)
+        .raw("slots", &format!("[{}]", slots.join(",")))
+        .u64("draining", peer.connections.draining as u64)
+        .u64("connect_failures", u64::from(peer.connections.failures));
+    if let Some(error) = &peer.connections.last_error {
+        json = json.str("last_error", &error.to_string());
+    }
+    let object = json
+        .u64("calls_in_flight", peer.calls_in_flight as u64)
+        .u64("pipelines", peer.pipelines as u64)
+        .u64("appends_in_flight", peer.appends_in_flight as u64)
+        .u64("bytes_sent", peer.bytes_sent)
+        .u64("bytes_received", peer.bytes_received)
+        .end();
+    Json::new().raw("stats", &object).end()
+}
+
 struct Json {
     out: String,
 }

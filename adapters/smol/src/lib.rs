@@ -57,6 +57,9 @@
 //!   over in-memory streams, for tests;
 //! * `tls` (cargo feature `tls`): `TlsServer` and `TlsClient` for the
 //!   [`Builder`]'s `tls_server` and `tls_client`.
+//! * `metrics` (cargo feature `metrics`): the names of the metrics the
+//!   transport records through the `metrics` facade; the cargo feature
+//!   `tracing` adds spans and events (the README's "Observability").
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -255,6 +255,21 @@ fn a_closed_port_is_unavailable() {
         line.starts_with(r#"{"error":{"code":"UNAVAILABLE","message":""#) && line.ends_with("\"}}"),
         "{line}"
     );
+
+    // With `--stats`, the client's view of the peer follows: its slots
+    // backing off, the failure counted with its error.
+    let output = call(node, &target, &["--rpc", "request-vote", "--stats"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_fields(
+        lines[1],
+        &[
+            &format!(r#"{{"stats":{{"peer":"{target}","slots":["failed, backing off","#),
+            r#""connect_failures":1,"last_error":"UNAVAILABLE: connecting to "#,
+            r#""bytes_sent":0,"bytes_received":0}}"#,
+        ],
+    );
 }
 
 #[test]
@@ -359,8 +374,21 @@ fn serve_exports_prometheus_metrics() {
         format!("metrics on http://{metrics}/metrics")
     );
 
+    let args = ["--rpc", "request-vote", "--stats"];
+    let out = lines(&call(node, &addr, &args), &args);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_fields(
+        &out[1],
+        &[
+            &format!(
+                r#"{{"stats":{{"peer":"{addr}","slots":["ready, 0 streams open","idle","idle"],"#
+            ),
+            r#""connect_failures":0,"calls_in_flight":0,"pipelines":0,"appends_in_flight":0,"#,
+        ],
+    );
+    assert!(!out[1].contains(r#""bytes_sent":0,"#), "{}", out[1]);
     for args in [
-        &["--rpc", "request-vote", "--count", "2"][..],
+        &["--rpc", "request-vote"][..],
         &["--rpc", "pipeline", "--count", "3"],
         &["--rpc", "install-snapshot", "--snapshot-size", "100000"],
     ] {
