@@ -708,6 +708,12 @@ impl ServerEndpoint {
             .is_none_or(|s| s.call.is_finished())
     }
 
+    /// The method `stream` calls, while the endpoint knows the stream
+    /// (`None` for one refused at its head, or forgotten).
+    pub fn stream_method(&self, stream: StreamId) -> Option<RpcMethod> {
+        self.streams.get(&stream)?.call.method()
+    }
+
     /// Streams open on `conn`.
     pub fn open_streams(&self, conn: ConnId) -> usize {
         self.conns.get(&conn).map_or(0, |c| c.streams.len())

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use event_listener::{Event, EventListener};
 use futures_lite::Stream;
+use raft_grpc_transport::head::RpcMethod;
 use raft_grpc_transport::message::RaftRequest;
 use raft_grpc_transport::server::{IncomingRpc, PipelineRead, RequestId, SnapshotRead, StreamId};
 use raft_grpc_transport_api::{Responder, Rpc, SnapshotData, SnapshotReader};
@@ -47,7 +48,10 @@ fn make_rpc(shared: &Arc<ServerShared>, state: &mut ServerState, incoming: Incom
     let trace = crate::observe::IncomingCall::delivered(
         incoming.peer.remote_addr,
         crate::observe::request_method(&incoming.request),
-        false,
+        || match state.endpoint.stream_method(id.stream) {
+            Some(RpcMethod::AppendEntriesPipeline) => crate::observe::Incoming::Pipelined,
+            _ => crate::observe::Incoming::Call,
+        },
     );
     let responder = Responder::new(move |result| {
         trace.answered(result.as_ref().err());

@@ -1,5 +1,6 @@
 //! What the driver tells an operator: `tracing` spans and events, with the
-//! cargo feature `tracing` (off by default).
+//! cargo feature `tracing`, and metrics, with the cargo feature `metrics`
+//! (both off by default).
 //!
 //! This module owns every place the transport reports itself: a span per
 //! outgoing call (`raft_grpc.call`: peer, method, then the gRPC code and
@@ -11,13 +12,13 @@
 //! its answer); events for connections (connected, connect failed with the
 //! reconnect backoff, lost, GOAWAY received; accepted, handshake failed)
 //! and for the errors the transport survives (a failed accept). Heartbeats
-//! are reported at trace level, everything else at info (outcomes), debug
-//! (progress) or warn (errors survived).
+//! are reported at trace level and pipelined appends at debug, everything
+//! else at info (outcomes), debug (progress) or warn (errors survived).
 //!
 //! With the cargo feature `metrics` (off by default), the same places
-//! record the metrics that [`crate::metrics`] lists, through the handles
+//! record the metrics that the `metrics` module lists, through the handles
 //! of [`ClientMeters`] and [`ServerMeters`]; the server's gRPC family comes
-//! from the endpoint's records ([`raft_grpc_transport::record`]).
+//! from the endpoint's records (`raft_grpc_transport::record`).
 //!
 //! Without the features every function here is empty and every type zero
 //! sized: the call sites cost nothing.
@@ -534,6 +535,17 @@ impl std::fmt::Display for Remote {
     }
 }
 
+/// What an incoming RPC is, for the level of its span.
+pub(crate) enum Incoming {
+    /// A heartbeat: trace.
+    Heartbeat,
+    /// An append of a pipeline stream: debug (a span per append at info
+    /// would flood an info-level log).
+    Pipelined,
+    /// Any other call: info.
+    Call,
+}
+
 /// One incoming RPC, from its delivery to its answer.
 pub(crate) struct IncomingCall {
     #[cfg(feature = "tracing")]
@@ -545,35 +557,42 @@ pub(crate) struct IncomingCall {
 }
 
 impl IncomingCall {
-    /// A request of `method` from `peer` is handed to the application
-    /// (`heartbeat`: to the heartbeat handler).
+    /// A request of `method` from `peer` is handed to the application;
+    /// `kind` says what it is (asked only if the feature is on).
     pub(crate) fn delivered(
         peer: Option<std::net::SocketAddr>,
         method: RpcMethod,
-        heartbeat: bool,
+        kind: impl FnOnce() -> Incoming,
     ) -> IncomingCall {
         #[cfg(feature = "tracing")]
         {
             let method = method.name();
             // Formatted only if a subscriber records the span.
             let peer = Remote(peer);
-            let span = if heartbeat {
-                tracing::trace_span!(
+            let span = match kind() {
+                Incoming::Heartbeat => tracing::trace_span!(
                     "raft_grpc.incoming",
                     peer = %peer,
                     method,
-                    heartbeat,
+                    heartbeat = true,
                     code = tracing::field::Empty,
                     duration_us = tracing::field::Empty
-                )
-            } else {
-                tracing::info_span!(
+                ),
+                Incoming::Pipelined => tracing::debug_span!(
+                    "raft_grpc.incoming",
+                    peer = %peer,
+                    method,
+                    pipelined = true,
+                    code = tracing::field::Empty,
+                    duration_us = tracing::field::Empty
+                ),
+                Incoming::Call => tracing::info_span!(
                     "raft_grpc.incoming",
                     peer = %peer,
                     method,
                     code = tracing::field::Empty,
                     duration_us = tracing::field::Empty
-                )
+                ),
             };
             IncomingCall {
                 started: (!span.is_disabled()).then(Instant::now),
@@ -582,7 +601,7 @@ impl IncomingCall {
         }
         #[cfg(not(feature = "tracing"))]
         {
-            let _ = (peer, method, heartbeat);
+            let _ = (peer, method, kind);
             IncomingCall {}
         }
     }

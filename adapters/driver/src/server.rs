@@ -223,7 +223,7 @@ impl ServerShared {
             let trace = crate::observe::IncomingCall::delivered(
                 peer.remote_addr,
                 raft_grpc_transport::head::RpcMethod::AppendEntries,
-                true,
+                || crate::observe::Incoming::Heartbeat,
             );
             let result = handler(&request, &peer).map(RaftResponse::AppendEntries);
             trace.answered(result.as_ref().err());

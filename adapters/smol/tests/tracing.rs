@@ -255,10 +255,19 @@ fn calls_connections_snapshots_and_pipelines_are_traced() {
         Some("OK")
     );
     assert!(incoming_vote.fields["peer"].starts_with("127.0.0.1:"));
+    let appends = capture.spans("raft_grpc.incoming", "AppendEntries");
+    assert_eq!(appends.len(), 4, "the heartbeat and the three appends");
+    let levels: Vec<(Level, Option<&str>)> = appends
+        .iter()
+        .map(|s| (s.level, s.fields.get("pipelined").map(String::as_str)))
+        .collect();
     assert_eq!(
-        capture.spans("raft_grpc.incoming", "AppendEntries").len(),
-        4,
-        "the heartbeat and the three appends"
+        levels
+            .iter()
+            .filter(|l| **l == (Level::DEBUG, Some("true")))
+            .count(),
+        3,
+        "pipelined appends at debug: {levels:?}"
     );
 
     // Connections: connected, then the refused connect at warn level.
