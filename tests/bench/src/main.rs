@@ -65,10 +65,24 @@ fn install_metrics_recorder() {
     }
 }
 
+/// With the `tracing` feature and RAFT_GRPC_BENCH_TRACING=info, a `serve`
+/// or `client` process logs the transport's spans and events at info
+/// level to stderr, as an operator's node would.
+fn install_tracing_subscriber() {
+    #[cfg(feature = "tracing")]
+    if std::env::var("RAFT_GRPC_BENCH_TRACING").as_deref() == Ok("info") {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.first().map(String::as_str), Some("serve" | "client")) {
         install_metrics_recorder();
+        install_tracing_subscriber();
     }
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
