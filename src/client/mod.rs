@@ -475,6 +475,11 @@ struct Record {
     local_error: Option<TransportError>,
     /// The outcome was reported.
     reported: bool,
+    /// Bytes of gRPC messages sent and received on its stream, not yet in
+    /// the peer's totals (they join them when the call is forgotten: the
+    /// hot paths touch only the record).
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 /// One connection the endpoint asked for.
@@ -527,7 +532,9 @@ pub struct ClientEndpoint {
     events: VecDeque<ClientEvent>,
     /// Sent with every request.
     metadata: http::HeaderMap,
-    /// gRPC bytes (framed messages) sent to and received from each peer.
+    /// gRPC bytes (framed messages) sent to and received from each peer
+    /// by the calls already forgotten (a call in flight counts its own in
+    /// its record).
     traffic: HashMap<String, (u64, u64)>,
 }
 
@@ -976,6 +983,8 @@ impl ClientEndpoint {
                     stats.bytes_received = received;
                 }
                 for (id, record) in self.calls.iter().filter(|(_, r)| r.peer == peer) {
+                    stats.bytes_sent += record.bytes_sent;
+                    stats.bytes_received += record.bytes_received;
                     if record.reported {
                         continue;
                     }
@@ -1010,6 +1019,9 @@ impl ClientEndpoint {
             .collect();
         self.pool.retire_peer(peer);
         self.traffic.remove(peer);
+        for record in self.calls.values_mut().filter(|r| r.peer == peer) {
+            (record.bytes_sent, record.bytes_received) = (0, 0);
+        }
         self.drain_pool_events(now);
         for conn in conns {
             self.replace_waiters(conn, now);
@@ -1154,13 +1166,7 @@ impl ClientEndpoint {
         let Some(record) = self.calls.get_mut(&call) else {
             return;
         };
-        match self.traffic.get_mut(&record.peer) {
-            Some(traffic) => traffic.1 += data.len() as u64,
-            None => {
-                self.traffic
-                    .insert(record.peer.clone(), (0, data.len() as u64));
-            }
-        }
+        record.bytes_received += data.len() as u64;
         if let Some(conn) = record.conn {
             if !data.is_empty() {
                 self.outputs.push_back(ClientOutput::ReleaseCapacity {
@@ -1296,12 +1302,7 @@ impl ClientEndpoint {
         record.conn?;
         let transmit = record.call.poll_transmit(capacity);
         if let Some(ClientTransmit::Data { data, .. }) = &transmit {
-            if let Some(traffic) = self.traffic.get_mut(&record.peer) {
-                traffic.0 += data.len() as u64;
-            } else {
-                self.traffic
-                    .insert(record.peer.clone(), (data.len() as u64, 0));
-            }
+            record.bytes_sent += data.len() as u64;
         }
         if let (Some(ClientTransmit::Data { data, .. }), Kind::Snapshot { stall, .. }) =
             (&transmit, &mut record.kind)
@@ -1396,6 +1397,8 @@ impl ClientEndpoint {
             conn: None,
             local_error: None,
             reported: false,
+            bytes_sent: 0,
+            bytes_received: 0,
         };
         self.calls.insert(id, record);
         if self.closed {
@@ -1609,7 +1612,13 @@ impl ClientEndpoint {
                 self.wake(id);
                 return;
             }
-            self.calls.remove(&id);
+            if let Some(record) = self.calls.remove(&id) {
+                if record.bytes_sent > 0 || record.bytes_received > 0 {
+                    let traffic = self.traffic.entry(record.peer).or_default();
+                    traffic.0 += record.bytes_sent;
+                    traffic.1 += record.bytes_received;
+                }
+            }
             if let Some(conn) = conn {
                 self.pool.stream_closed(conn);
                 if self.pool.open_streams(conn) == 0 {

@@ -756,6 +756,13 @@ fn peer_stats_show_connections_calls_bytes_and_failures() {
         ),
         (2, 1, 1)
     );
+    // What the calls in flight sent counts already: a second vote, and
+    // the append (5-byte prefix each).
+    assert_eq!(
+        stats.bytes_sent,
+        2 * (5 + request.encoded_len() as u64) + 5 + append(1).encoded_len() as u64
+    );
+    assert_eq!(stats.bytes_received, framed_response.len() as u64);
 
     // A peer that cannot be reached: its failure and error.
     let mut link = Link::new(ClientConfig::default());
