@@ -359,6 +359,10 @@ impl<R: Runtime> GrpcTransport<R> {
         // Reads go into one allocation until it is used up, so that short
         // reads (a pipe, a socket) do not each pin a chunk-sized buffer.
         let mut buf = BytesMut::new();
+        // Chunks pushed since this task last waited: a source and a
+        // connection both as fast as they come would keep it from ever
+        // giving its thread back to the executor's other tasks.
+        let mut unbroken = 0u32;
         loop {
             let listener = wants.listen();
             let (wanted, over) = client.read(|s| {
@@ -371,8 +375,13 @@ impl<R: Runtime> GrpcTransport<R> {
                 break;
             }
             if !wanted {
+                unbroken = 0;
                 listener.await;
                 continue;
+            }
+            if unbroken >= CHUNKS_BEFORE_YIELD {
+                unbroken = 0;
+                client.runtime.yield_now().await;
             }
             if buf.capacity() < read_size / 4 {
                 buf = BytesMut::with_capacity(read_size);
@@ -407,6 +416,7 @@ impl<R: Runtime> GrpcTransport<R> {
                     });
                     trace.snapshot_progress(sent, sent + n as u64, total);
                     sent += n as u64;
+                    unbroken += 1;
                 }
                 Err(e) => {
                     let status =
@@ -689,6 +699,10 @@ impl<R: Runtime> Drop for CancelOnDrop<'_, R> {
         }
     }
 }
+
+/// Snapshot chunks an outgoing snapshot pushes without waiting before it
+/// yields to the executor once.
+const CHUNKS_BEFORE_YIELD: u32 = 16;
 
 /// An AppendEntries pipeline to one peer: appends go out without waiting
 /// for earlier answers, and complete in the order they were sent.
