@@ -1,6 +1,7 @@
 //! Shared helpers of the interop tests: finding `go`, building the Go
 //! harness in `go/`, running its programs, and the canonical JSON form in
-//! which both sides print what they sent and received ([`canon`]).
+//! which both sides print what they sent and received ([`canon`]), and the
+//! request suite the Go interop tests send ([`suite`]).
 //!
 //! The tests themselves are in `tests/`; every test name contains `interop`
 //! so that `cargo test --workspace interop` selects them.
@@ -10,6 +11,7 @@
 //! `.ci/run`), under which a missing `go` fails them.
 
 pub mod canon;
+pub mod suite;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
