@@ -29,9 +29,12 @@ use prost::Message as _;
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     Log, LogType, RaftMessage, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
-    RequestVoteResponse, RpcHeader, SnapshotChunk, TimeoutNowRequest, TimeoutNowResponse,
+    RequestVoteResponse, SnapshotChunk, TimeoutNowRequest, TimeoutNowResponse,
 };
 use raft_grpc_transport::{MessageEncoder, wire};
+
+mod golden_values;
+use golden_values::{LARGE_LEN, header_a, header_big, header_neg, hex, pattern};
 
 /// The bytes of `tests/golden/<name>.bin`.
 macro_rules! fixture {
@@ -77,44 +80,6 @@ const CHECKED: &[&str] = &[
 
 // --- Constants mirrored from tests/golden/generate.py ----------------------
 
-/// `HEADER_A` in generate.py.
-fn header_a() -> RpcHeader {
-    RpcHeader::new(
-        3,
-        Bytes::from_static(b"n\xc3\xb8de-1\x00"),
-        Bytes::from_static(b"10.0.0.1:7000\xff"),
-    )
-}
-
-/// `HEADER_NEG` in generate.py: a negative protocol version.
-fn header_neg() -> RpcHeader {
-    RpcHeader::new(
-        -2,
-        Bytes::from_static(b"\x80\x81\x82"),
-        Bytes::from_static(b"[::1]:7001"),
-    )
-}
-
-/// `HEADER_BIG` in generate.py.
-fn header_big() -> RpcHeader {
-    RpcHeader::new(
-        i64::MAX,
-        Bytes::from_static(b"\xfe\xfd-node-3"),
-        Bytes::from_static(b"node-3.example:7002\x7f"),
-    )
-}
-
-/// `LARGE_LEN` in generate.py: above the 16 KiB zero-copy threshold.
-const LARGE_LEN: u32 = 20_000;
-
-/// `pattern(n)` in generate.py.
-fn pattern(n: u32) -> Bytes {
-    (0..n)
-        .map(|i| ((i * 31 + 7) % 256) as u8)
-        .collect::<Vec<u8>>()
-        .into()
-}
-
 /// `CHUNK_DATA` in generate.py.
 const CHUNK_DATA: &[u8] = b"\x00\x01\x02snap\xff\xfe\xfd\xc3\xa9";
 /// `CHUNK_CRC` in generate.py: CRC-32C of `CHUNK_DATA`.
@@ -133,10 +98,6 @@ fn unix_nanos(nanos: i64) -> Option<SystemTime> {
 }
 
 // --- Checks -----------------------------------------------------------------
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The framed message MessageEncoder must produce for `body`.
 fn framed(body: &[u8]) -> String {

@@ -28,10 +28,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use raft_grpc_transport::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    Log, LogType, RaftMessage, RequestVoteRequest, RequestVoteResponse, RpcHeader, SnapshotChunk,
+    Log, LogType, RaftMessage, RequestVoteRequest, RequestVoteResponse, SnapshotChunk,
     TimeoutNowRequest, TimeoutNowResponse,
 };
 use raft_grpc_transport::{MessageEncoder, WireProfile, wire};
+
+mod golden_values;
+use golden_values::{LARGE_LEN, header_a, header_big, header_neg, hex, pattern};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -60,39 +63,6 @@ const CHECKED: &[&str] = &[
 ];
 
 const V0_1: WireProfile = WireProfile::V0_1;
-
-fn header_a() -> RpcHeader {
-    RpcHeader::new(
-        3,
-        Bytes::from_static(b"n\xc3\xb8de-1\x00"),
-        Bytes::from_static(b"10.0.0.1:7000\xff"),
-    )
-}
-
-fn header_neg() -> RpcHeader {
-    RpcHeader::new(
-        -2,
-        Bytes::from_static(b"\x80\x81\x82"),
-        Bytes::from_static(b"[::1]:7001"),
-    )
-}
-
-fn header_big() -> RpcHeader {
-    RpcHeader::new(
-        i64::MAX,
-        Bytes::from_static(b"\xfe\xfd-node-3"),
-        Bytes::from_static(b"node-3.example:7002\x7f"),
-    )
-}
-
-const LARGE_LEN: u32 = 20_000;
-
-fn pattern(n: u32) -> Bytes {
-    (0..n)
-        .map(|i| ((i * 31 + 7) % 256) as u8)
-        .collect::<Vec<u8>>()
-        .into()
-}
 
 /// `entries()` of the generator.
 fn entries() -> Vec<Log> {
@@ -127,10 +97,6 @@ fn entries() -> Vec<Log> {
             appended_at: None,
         },
     ]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks (a) to (d) for `value` (which sets nothing v0.1 lacks) and
