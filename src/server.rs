@@ -2067,6 +2067,41 @@ mod tests {
     }
 
     #[test]
+    fn a_pipeline_sends_its_response_head_before_any_answer() {
+        let (mut server, conn, now) = endpoint(ServerConfig::default());
+        let pipeline = open(
+            &mut server,
+            conn,
+            RpcMethod::AppendEntriesPipeline,
+            None,
+            now,
+        );
+        assert!(
+            outputs(&mut server).contains(&ServerOutput::Transmit {
+                conn,
+                stream: pipeline
+            }),
+            "a transmit is wanted at once"
+        );
+        let Some(ServerTransmit::Head {
+            head,
+            end_of_stream: false,
+        }) = server.poll_transmit(pipeline, 65_535, now)
+        else {
+            panic!("the response head first")
+        };
+        assert_eq!(head.status(), http::StatusCode::OK);
+        assert!(
+            Status::from_headers(head.headers()).is_none(),
+            "not Trailers-Only"
+        );
+        assert!(server.poll_transmit(pipeline, 65_535, now).is_none());
+        // A unary call still waits for its answer (or Trailers-Only).
+        let vote = open(&mut server, conn, RpcMethod::RequestVote, None, now);
+        assert!(!server.has_transmit(vote));
+    }
+
+    #[test]
     fn the_consumer_queue_is_bounded_and_streams_wait_their_turn() {
         let (mut server, conn, now) = endpoint(ServerConfig {
             consumer_queue: 2,

@@ -193,7 +193,7 @@ impl ServerCall {
             (RpcMethod::InstallSnapshot, Some(timeout)) => Some(StallDetector::new(timeout, now)),
             _ => None,
         };
-        Ok(ServerCall {
+        let mut call = ServerCall {
             method: Some(accepted.method),
             deadline: accepted.timeout.and_then(|t| now.checked_add(t)),
             decoder: MessageDecoder::new(config.max_request_len),
@@ -213,7 +213,15 @@ impl ServerCall {
             trailers: None,
             transmit_done: false,
             final_status: None,
-        })
+        };
+        // A pipeline's response head goes out at once, before any answer:
+        // a bidirectional stream's client may wait for the head before it
+        // sends its first request (tonic's generated client returns from
+        // opening the stream only once the head arrived).
+        if accepted.method == RpcMethod::AppendEntriesPipeline {
+            call.queue_head();
+        }
+        Ok(call)
     }
 
     /// A call refused at its head: it sends `head` (a refusal from

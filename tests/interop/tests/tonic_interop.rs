@@ -1536,6 +1536,43 @@ fn interop_tonic_client_to_rust_server_pipeline_of_2000_appends() {
 }
 
 #[test]
+fn interop_tonic_client_that_opens_a_pipeline_before_sending_gets_its_head_at_once() {
+    // tonic's generated client returns from opening a bidirectional stream
+    // only once the response head arrived: a client that sends its first
+    // append after that waits for the head, which our server sends at once.
+    current_thread().block_on(async {
+        let server = RustServer::start(Answer::Reference).await;
+        let header = server.header();
+        let mut client = tonic_client(&server).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let opened = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.append_entries_pipeline(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await
+        .expect("the response head came before any append was sent");
+        let mut responses = opened.unwrap().into_inner();
+        for i in 1..=10 {
+            tx.send(wire_pipeline_append(&pipeline_append(i)))
+                .await
+                .unwrap();
+            let response = responses.message().await.unwrap().expect("a response");
+            assert_eq!(
+                response,
+                wire_pipeline_response(&expected_append_response(
+                    &header,
+                    &pipeline_append(i),
+                    false
+                ))
+            );
+        }
+        drop(tx);
+        assert_eq!(responses.message().await.unwrap(), None, "then OK");
+        server.transport.close().await;
+    });
+}
+
+#[test]
 fn interop_tonic_client_reads_every_response_field_from_rust_server() {
     current_thread().block_on(async {
         let server = RustServer::start(Answer::Rich).await;
