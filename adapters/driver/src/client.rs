@@ -361,12 +361,13 @@ pub(crate) fn h2_client(settings: &Http2Settings) -> h2::client::Builder {
 
 /// Opens a connection, then drives it until it ends.
 async fn run_connection<R: Runtime>(shared: Arc<ClientShared<R>>, conn: ConnId, peer: String) {
-    let slot = shared.read(|s| {
-        let pool = s.endpoint.pool();
-        pool.slot_of(conn)
-            .map(|(_, slot)| (slot, pool.slot_lanes(slot)))
+    let mut meter = shared.meters.slot(&peer, || {
+        shared.read(|s| {
+            let pool = s.endpoint.pool();
+            pool.slot_of(conn)
+                .map(|(_, slot)| (slot, pool.slot_lanes(slot)))
+        })
     });
-    let mut meter = shared.meters.slot(&peer, slot);
     let connect = async {
         let io = (shared.connector)(peer.clone())
             .await

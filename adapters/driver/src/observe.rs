@@ -70,15 +70,20 @@ impl ClientMeters {
         }
     }
 
-    /// The metrics of outgoing connection attempts to `peer` on its slot
-    /// `slot`, which carries `lanes`.
-    pub(crate) fn slot(&self, peer: &str, slot: Option<(usize, &'static str)>) -> SlotMeter<'_> {
+    /// The metrics of outgoing connection attempts to `peer` on the slot
+    /// `slot` gives with the lanes it carries (asked only with the
+    /// feature: without it, nothing is looked up).
+    pub(crate) fn slot(
+        &self,
+        peer: &str,
+        slot: impl FnOnce() -> Option<(usize, &'static str)>,
+    ) -> SlotMeter<'_> {
         #[cfg(feature = "metrics")]
         {
             SlotMeter {
                 meters: self,
                 peer: peer.to_owned(),
-                slot,
+                slot: slot(),
                 up: None,
             }
         }
