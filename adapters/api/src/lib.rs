@@ -268,6 +268,22 @@ impl Rpc {
         }
     }
 
+    /// An incoming RPC from `peer` (as [`new`](Self::new) then
+    /// [`with_peer`](Self::with_peer), without making the empty peer first).
+    pub fn from_peer(
+        request: RaftRequest,
+        responder: Responder,
+        snapshot: Option<SnapshotReader>,
+        peer: Arc<PeerInfo>,
+    ) -> Rpc {
+        Rpc {
+            request,
+            responder,
+            snapshot,
+            peer,
+        }
+    }
+
     /// The same RPC, from `peer`.
     #[must_use]
     pub fn with_peer(mut self, peer: Arc<PeerInfo>) -> Rpc {

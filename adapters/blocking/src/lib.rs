@@ -251,12 +251,12 @@ impl Rpc {
     /// Answers the way `node serve` does (`raft_grpc_transport::reference`),
     /// reading a snapshot first.
     pub fn answer_reference(self, header: RpcHeader) -> bool {
-        let rpc = raft_grpc_transport_api::Rpc::new(
+        let rpc = raft_grpc_transport_api::Rpc::from_peer(
             self.request,
             self.responder,
             self.snapshot.map(|s| s.inner),
-        )
-        .with_peer(self.peer);
+            self.peer,
+        );
         block_on(raft_grpc_transport_api::reference::answer(rpc, header))
     }
 }

@@ -57,7 +57,7 @@ fn make_rpc(shared: &Arc<ServerShared>, state: &mut ServerState, incoming: Incom
         trace.answered(result.as_ref().err());
         answers.update(|s, now| s.endpoint.respond(id, result, now).is_ok())
     });
-    Rpc::new(incoming.request, responder, snapshot).with_peer(incoming.peer)
+    Rpc::from_peer(incoming.request, responder, snapshot, incoming.peer)
 }
 
 /// Where incoming RPCs arrive (heartbeats too, when no heartbeat handler
@@ -88,14 +88,19 @@ impl Consumer {
     }
 
     /// The next RPC if one is waiting; `Err(closed)` if none is, saying
-    /// whether the transport is closed. Registers a listener first when
-    /// asked, so that an RPC queued meanwhile is not missed.
+    /// whether the transport is closed. When asked, and only when nothing
+    /// is waiting, registers a listener before the lock is released: an RPC
+    /// is queued under that lock and notified after it, so none queued
+    /// meanwhile is missed, and a busy queue costs no listener per RPC.
     fn take(&self, listen: bool) -> Result<Rpc, (bool, Option<EventListener>)> {
-        let listener = listen.then(|| self.shared.consumer_ready.listen());
         let shared = &self.shared;
         shared.update(|s, now| match s.endpoint.poll_rpc(now) {
             Some(incoming) => Ok(make_rpc(shared, s, incoming)),
-            None => Err((s.endpoint.is_closed(), listener)),
+            None => {
+                let closed = s.endpoint.is_closed();
+                let listener = (listen && !closed).then(|| shared.consumer_ready.listen());
+                Err((closed, listener))
+            }
         })
     }
 
@@ -184,13 +189,12 @@ impl IncomingPipeline {
     fn take(&self) -> Result<Rpc, Option<EventListener>> {
         let shared = &self.shared;
         let stream = self.stream;
-        shared.update(|s, now| {
-            let listener = s.pipeline_events.get(&stream).map(|e| e.listen());
-            match s.endpoint.poll_pipeline_rpc(stream, now) {
-                PipelineRead::Rpc(incoming) => Ok(make_rpc(shared, s, incoming)),
-                PipelineRead::Pending => Err(listener),
-                PipelineRead::Ended => Err(None),
-            }
+        // The stream's event is notified under the lock this runs in, so a
+        // listener registered here, once nothing is waiting, misses nothing.
+        shared.update(|s, now| match s.endpoint.poll_pipeline_rpc(stream, now) {
+            PipelineRead::Rpc(incoming) => Ok(make_rpc(shared, s, incoming)),
+            PipelineRead::Pending => Err(s.pipeline_events.get(&stream).map(|e| e.listen())),
+            PipelineRead::Ended => Err(None),
         })
     }
 
